@@ -1,0 +1,1 @@
+//! TODO(owner): placeholder so the crate builds while this module is written.
