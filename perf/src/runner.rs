@@ -45,6 +45,9 @@ pub struct RunOptions {
     pub pin: Vec<usize>,
     pub verify_crc: bool,
     pub progress: bool,
+    /// Shell command run between the backlog fill and the consume phase (e.g. dropping the
+    /// page cache for a cold read). The broker pid is looked up again afterwards.
+    pub before_consume: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
@@ -264,10 +267,11 @@ pub fn run_once(w: &Workload, target: &Target, opts: &RunOptions, run_index: u32
     }
     let m = result?;
     let basis_bytes = if m.produce.bytes > 0 { m.produce.bytes } else { m.consume.bytes };
-    let broker_cpu_s = match (m.cpu_before, broker_cpu(pid)) {
-        (Some(a), Some(_)) => m.cpu_after.map(|b| b - a),
+    let broker_cpu_s = match (m.cpu_before, m.cpu_after) {
+        (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
+    let pid = BROKER_PID.with(|p| p.get()).or(pid);
     Ok(RunResult {
         workload: w.name.clone(),
         target: target.name.clone(),
@@ -427,7 +431,7 @@ thread_local! {
 
 /// Fill the topic with `consume_backlog_bytes`, then time consumers reading it from offset 0.
 fn run_backlog(w: &Workload, base: &ClientCtx, opts: &RunOptions, pb: &Option<ProgressBar>, plain: bool) -> Result<Measured> {
-    let pid = base_pid(base);
+    let mut pid = base_pid(base);
     let producers_n = w.producers.max(1);
     let mut fill = base.clone();
     fill.bytes_limit = w.consume_backlog_bytes.div_ceil(producers_n as u64);
@@ -445,6 +449,14 @@ fn run_backlog(w: &Workload, base: &ClientCtx, opts: &RunOptions, pb: &Option<Pr
     let produced = Counts::of(&pstats);
     if plain {
         eprintln!("  filled {} msgs in {fill_s:.1}s", produced.msgs);
+    }
+    if let Some(cmd) = &opts.before_consume {
+        let status = std::process::Command::new("sh").arg("-c").arg(cmd).status().context("running --before-consume")?;
+        if !status.success() {
+            bail!("--before-consume command failed: {status}");
+        }
+        pid = port_of(&base.bootstrap).and_then(|p| procfs::pid_by_port(p).ok()).or(pid);
+        BROKER_PID.with(|p| p.set(pid));
     }
     let (cpu0, self0) = (broker_cpu(pid), self_cpu());
     let t0 = Instant::now();

@@ -46,6 +46,9 @@ struct Args {
     verify_crc: bool,
     #[arg(long)]
     no_progress: bool,
+    /// Shell command run after a backlog fill, before consuming (e.g. drop the page cache).
+    #[arg(long)]
+    before_consume: Option<String>,
     /// Seconds to pause between runs (lets the brokers settle).
     #[arg(long, default_value_t = 1)]
     pause_s: u64,
@@ -132,7 +135,7 @@ fn main() -> Result<()> {
     if args.runs == 0 || args.runs > 100 {
         bail!("--runs must lie in 1..=100");
     }
-    let opts = RunOptions { driver: args.driver, pin: args.pin.clone(), verify_crc: args.verify_crc, progress: !args.no_progress };
+    let opts = RunOptions { driver: args.driver, pin: args.pin.clone(), verify_crc: args.verify_crc, progress: !args.no_progress, before_consume: args.before_consume.clone() };
     let mut results = Vec::new();
     for run in 0..args.runs {
         for t in &targets {
