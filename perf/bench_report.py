@@ -149,9 +149,25 @@ def main():
         d = os.path.join(out, row)
         title = open(os.path.join(d, "title.txt")).read().strip() if os.path.exists(os.path.join(d, "title.txt")) else row
         command = open(os.path.join(d, "command.txt")).read().strip() if os.path.exists(os.path.join(d, "command.txt")) else "?"
+        details += [f"### Row {row}: {title}", "", "```", command, "```", ""]
+        maxes = glob.glob(os.path.join(d, "max-*.json"))
+        if maxes:
+            for m in load(maxes[0]) or []:
+                details.append(f"**{m['target']}**: max rate {m['max_rate_msgs_per_s'] or 'not found'} msg/s "
+                               f"(publish p99 < {m['p99_limit_ms']} ms)")
+                details += ["", "| step rate (msg/s) | achieved (msg/s) | publish p99 (ms) | errors | held |", "|---:|---:|---:|---:|---|"]
+                for st in m["steps"]:
+                    rate = st["rate_msgs_per_s"] or "unthrottled"
+                    p99 = st["publish_p99_ms"]
+                    details.append(f"| {rate} | {st['achieved_msgs_per_s']:,.0f} | {fmt(p99, 2)} | {st['errors']} | {st['held']} |")
+                details.append("")
+                name = "Riptide" if m["target"] == "riptide" else m["target"]
+                table.append(f"| {row} | max msg/s held, p99 < {m['p99_limit_ms']} ms ({name}) | "
+                             f"{fmt(m['max_rate_msgs_per_s'], 0) if m['target'] == 'riptide' else '–'} | – | – | – | "
+                             f"{fmt(m['max_rate_msgs_per_s'], 0) if m['target'] != 'riptide' else '–'} | – | – |")
+            continue
         jsons = [j for j in glob.glob(os.path.join(d, "*.json"))]
         summary = load(jsons[0]) if jsons else None
-        details += [f"### Row {row}: {title}", "", "```", command, "```", ""]
         if not summary:
             details += ["No result: the run failed. Last lines of its log:", "", "```"]
             try:
