@@ -8,7 +8,7 @@
 # Usage: scripts/bench.sh                # full suite (long: ~1-2 hours on 2 cores)
 #        MODE=quick scripts/bench.sh     # seconds per run, for checking the pipeline
 # Knobs (environment):
-#   ROWS="1 2 3 4 5"    suite rows to run          RUNS=5      runs per target (quick: 2)
+#   ROWS="1 0 2 3 4 5"  suite rows to run (0 = max-rate search)         RUNS=5      runs per target (quick: 2)
 #   PEER=tansu|none     the side-by-side peer      SKIP_RIPTIDE=1  peer only (no Riptide yet)
 #   RIPTIDE_CMD         how to start Riptide; $RIPTIDE_PORT, $DATA_DIR and $FLUSH_POLICY are
 #                       expanded when it runs (default below)
@@ -19,14 +19,14 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 MODE=${MODE:-full}
-ROWS=${ROWS:-"1 2 3 4 5"}
+ROWS=${ROWS:-"1 0 2 3 4 5"}
 PEER=${PEER:-tansu}
 SKIP_RIPTIDE=${SKIP_RIPTIDE:-0}
 RIPTIDE_PORT=${RIPTIDE_PORT:-29092}
 PEER_PORT=${PEER_PORT:-29192}
 IPERF_PORT=${IPERF_PORT:-29201}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-OUT=${OUT:-$ROOT/bench-results/$STAMP}
+OUT=${OUT:-$ROOT/target/bench-results/$STAMP}
 BENCH_MD=${BENCH_MD:-$ROOT/BENCHMARKS.md}
 PLOTS_DIR=${PLOTS_DIR:-$ROOT/benchmarks/plots}
 SCRATCH=${SCRATCH:-$(mktemp -d /tmp/riptide-bench.XXXXXX)}
@@ -43,6 +43,7 @@ if [[ $MODE == quick ]]; then
     BACKLOG=(--set consume_backlog_bytes=268435456)
     E2E_SHORT=(--set warmup_s=1 --set duration_s=5)
     MIXED_SHORT=(--set warmup_s=2 --set duration_s=15)
+    MAX_SHORT=(--set warmup_s=1 --set duration_s=4 --set produce_bytes_min=0)
 else
     RUNS=${RUNS:-5}
     RUNS_E2E=${RUNS_E2E:-3}
@@ -51,6 +52,8 @@ else
     BACKLOG=()
     E2E_SHORT=()
     MIXED_SHORT=()
+    # "Max" (issue 4): the highest rate held for 60 s with publish p99 < 50 ms.
+    MAX_SHORT=(--set warmup_s=10 --set duration_s=60 --set produce_bytes_min=0)
 fi
 
 mkdir -p "$OUT" "$PLOTS_DIR"
@@ -192,17 +195,29 @@ ceilings() {
 ceilings
 
 # --- suite ------------------------------------------------------------------------------
-max_rate() {  # median produce msg/s of the first target in row 1b, or $MAX_RATE
+# The first target's max rate: $MAX_RATE, else row 0's search, else row 1b's median.
+max_rate() {
     if [[ -n ${MAX_RATE:-} ]]; then echo "$MAX_RATE"; return; fi
-    python3 - "$OUT/1b/produce-1k-3p-native.json" <<'PY' 2>/dev/null || echo 20000
+    python3 - "$OUT/0/max-produce-1k-3p.json" "$OUT/1b/produce-1k-3p-native.json" <<'PY' 2>/dev/null || echo 20000
 import json, sys
-s = json.load(open(sys.argv[1]))
+try:
+    m = json.load(open(sys.argv[1]))[0]["max_rate_msgs_per_s"]
+    if m:
+        print(int(m)); sys.exit(0)
+except (OSError, ValueError, IndexError, KeyError):
+    pass
+s = json.load(open(sys.argv[2]))
 print(int(s["targets"][0]["metrics"]["produce (msg/s)"]["median"]))
 PY
 }
 
 for row in $ROWS; do
     case $row in
+    0)
+        fresh_brokers always
+        run_row 0 "Max rate: highest producer rate held with publish p99 < 50 ms, acks=all (native)" \
+            produce-1k-3p native 1 --set acks=all --find-max-p99-ms 50 "${MAX_SHORT[@]}"
+        ;;
     1)
         fresh_brokers always
         run_row 1a "Produce 1 KiB, 3 partitions, acks=1 (native)" produce-1k-3p native "$RUNS" --set acks=1 "${SHORT[@]}"
