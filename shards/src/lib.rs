@@ -9,6 +9,7 @@ pub mod batch;
 pub mod clock;
 pub mod error;
 pub mod log;
+pub mod partition;
 pub mod runtime;
 pub mod storage;
 pub mod table;

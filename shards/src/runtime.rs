@@ -52,7 +52,9 @@ impl Default for RuntimeConfig {
 
 /// One shard per online CPU.
 pub fn default_shard_count() -> u16 {
-    std::thread::available_parallelism().map(|n| n.get().min(u16::MAX as usize) as u16).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get().min(u16::MAX as usize) as u16)
+        .unwrap_or(1)
 }
 
 struct ShardContext {
@@ -68,7 +70,9 @@ thread_local! {
 }
 
 fn context() -> Rc<ShardContext> {
-    CONTEXT.with(|c| c.borrow().clone()).expect("not running on a shard thread")
+    CONTEXT
+        .with(|c| c.borrow().clone())
+        .expect("not running on a shard thread")
 }
 
 /// This shard's id. Panics off a shard thread (a programming error, not an input error).
@@ -89,14 +93,18 @@ pub fn on_shard() -> bool {
 /// Spawn latency-sensitive work (network, produce, fetch, replication) on this shard.
 pub fn spawn_latency<F: Future<Output = ()> + 'static>(future: F) {
     let queue = context().latency_queue;
-    glommio::spawn_local_into(future, queue).expect("latency queue exists").detach();
+    glommio::spawn_local_into(future, queue)
+        .expect("latency queue exists")
+        .detach();
 }
 
 /// Spawn background work (retention, compaction, index rebuilds) on this shard: it only
 /// gets the CPU the latency queue leaves over (shares 1:10).
 pub fn spawn_background<F: Future<Output = ()> + 'static>(future: F) {
     let queue = context().background_queue;
-    glommio::spawn_local_into(future, queue).expect("background queue exists").detach();
+    glommio::spawn_local_into(future, queue)
+        .expect("background queue exists")
+        .detach();
 }
 
 /// Run `job` on shard `target` and await its result. On the calling shard itself the job
@@ -134,7 +142,9 @@ where
     Fut: Future<Output = R> + 'static,
 {
     let count = shard_count();
-    let pending: Vec<_> = (0..count).map(|i| invoke_on(ShardId(i), job.clone())).collect();
+    let pending: Vec<_> = (0..count)
+        .map(|i| invoke_on(ShardId(i), job.clone()))
+        .collect();
     let mut results = Vec::with_capacity(count as usize);
     for p in pending {
         results.push(p.await?);
@@ -185,12 +195,19 @@ impl<T: Send + 'static> Runtime<T> {
         self.handles
             .into_iter()
             .enumerate()
-            .map(|(i, h)| h.join().map_err(|e| Error::Invalid(format!("shard {i} failed: {e}"))))
+            .map(|(i, h)| {
+                h.join()
+                    .map_err(|e| Error::Invalid(format!("shard {i} failed: {e}")))
+            })
             .collect()
     }
 }
 
-async fn shard_main<T: Send + 'static, M, Fut>(mesh: MeshBuilder<ShardJob, glommio::channels::channel_mesh::Full>, count: u16, main: M) -> T
+async fn shard_main<T: Send + 'static, M, Fut>(
+    mesh: MeshBuilder<ShardJob, glommio::channels::channel_mesh::Full>,
+    count: u16,
+    main: M,
+) -> T
 where
     M: Fn(ShardId) -> Fut,
     Fut: Future<Output = T>,
@@ -198,12 +215,23 @@ where
     let (senders, receivers) = mesh.join().await.expect("mesh join");
     let id = ShardId(senders.peer_id() as u16);
     let ex = glommio::executor();
-    let latency_queue =
-        ex.create_task_queue(Shares::Static(1000), Latency::Matters(Duration::from_millis(1)), "latency");
-    let background_queue = ex.create_task_queue(Shares::Static(100), Latency::NotImportant, "background");
-    let ctx = Rc::new(ShardContext { id, count, senders, latency_queue, background_queue });
+    let latency_queue = ex.create_task_queue(
+        Shares::Static(1000),
+        Latency::Matters(Duration::from_millis(1)),
+        "latency",
+    );
+    let background_queue =
+        ex.create_task_queue(Shares::Static(100), Latency::NotImportant, "background");
+    let ctx = Rc::new(ShardContext {
+        id,
+        count,
+        senders,
+        latency_queue,
+        background_queue,
+    });
     CONTEXT.with(|c| *c.borrow_mut() = Some(ctx.clone()));
-    let receivers_task = glommio::spawn_local_into(serve_mesh(receivers), latency_queue).expect("queue");
+    let receivers_task =
+        glommio::spawn_local_into(serve_mesh(receivers), latency_queue).expect("queue");
     let result = main(id).await;
     // Stop accepting jobs; peers see a closed queue and get ShardUnavailable.
     ctx.senders.close();
@@ -246,14 +274,20 @@ mod tests {
 
     #[test]
     fn invoke_on_runs_on_target_shard_and_replies() {
-        let config = RuntimeConfig { shard_count: 3, pin: false, ..RuntimeConfig::default() };
+        let config = RuntimeConfig {
+            shard_count: 3,
+            pin: false,
+            ..RuntimeConfig::default()
+        };
         let rt = Runtime::start(&config, |id| async move {
             // Every shard asks every shard (itself included) for its id.
             let ids = invoke_on_all(|| async { shard_id().0 }).await.unwrap();
             assert_eq!(ids, vec![0, 1, 2]);
-            let twice = invoke_on(ShardId((id.0 + 1) % 3), move || async move { (shard_id().0, id.0 * 2) })
-                .await
-                .unwrap();
+            let twice = invoke_on(ShardId((id.0 + 1) % 3), move || async move {
+                (shard_id().0, id.0 * 2)
+            })
+            .await
+            .unwrap();
             assert_eq!(twice, ((id.0 + 1) % 3, id.0 * 2));
             // Give peers time to finish their own calls before this shard's mesh closes.
             glommio::timer::sleep(Duration::from_millis(200)).await;

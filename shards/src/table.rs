@@ -22,8 +22,13 @@ pub struct PartitionEntry {
 /// A change to the table, stamped with the metadata revision (offset) that caused it.
 #[derive(Clone, Debug)]
 pub enum TableUpdate {
-    Upsert { tp: TopicPartition, entry: PartitionEntry },
-    Remove { tp: TopicPartition },
+    Upsert {
+        tp: TopicPartition,
+        entry: PartitionEntry,
+    },
+    Remove {
+        tp: TopicPartition,
+    },
 }
 
 #[derive(Clone, Debug, Default)]
@@ -36,7 +41,11 @@ pub struct PartitionTable {
 impl PartitionTable {
     pub fn new(shard_count: u16) -> Self {
         assert!(shard_count >= 1);
-        PartitionTable { revision: -1, shard_count, entries: HashMap::new() }
+        PartitionTable {
+            revision: -1,
+            shard_count,
+            entries: HashMap::new(),
+        }
     }
 
     pub fn revision(&self) -> i64 {
@@ -73,7 +82,9 @@ impl PartitionTable {
 
     /// The shard that owns `tp` now: the recorded shard, folded onto the current count.
     pub fn shard_of(&self, tp: &TopicPartition) -> Option<ShardId> {
-        self.entries.get(tp).map(|e| fold(e.recorded_shard, self.shard_count))
+        self.entries
+            .get(tp)
+            .map(|e| fold(e.recorded_shard, self.shard_count))
     }
 
     pub fn get(&self, tp: &TopicPartition) -> Option<&PartitionEntry> {
@@ -86,8 +97,12 @@ impl PartitionTable {
 
     /// The partitions owned by `shard`.
     pub fn owned_by(&self, shard: ShardId) -> Vec<TopicPartition> {
-        let mut tps: Vec<_> =
-            self.entries.iter().filter(|(_, e)| fold(e.recorded_shard, self.shard_count) == shard).map(|(tp, _)| tp.clone()).collect();
+        let mut tps: Vec<_> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| fold(e.recorded_shard, self.shard_count) == shard)
+            .map(|(tp, _)| tp.clone())
+            .collect();
         tps.sort();
         tps
     }
@@ -110,7 +125,11 @@ fn fold(shard: ShardId, count: u16) -> ShardId {
 fn place_on_loads(load: &mut [usize], n: usize) -> Vec<ShardId> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        let (i, _) = load.iter().enumerate().min_by_key(|(i, l)| (**l, *i)).expect("at least one shard");
+        let (i, _) = load
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, l)| (**l, *i))
+            .expect("at least one shard");
         load[i] += 1;
         out.push(ShardId(i as u16));
     }
@@ -123,14 +142,23 @@ mod tests {
     use proptest::prelude::*;
 
     fn entry(shard: u16) -> PartitionEntry {
-        PartitionEntry { topic_id: TopicId::default(), recorded_shard: ShardId(shard) }
+        PartitionEntry {
+            topic_id: TopicId::default(),
+            recorded_shard: ShardId(shard),
+        }
     }
 
     #[test]
     fn stale_updates_are_ignored() {
         let mut t = PartitionTable::new(2);
         let tp = TopicPartition::new("a", 0);
-        assert!(t.apply(5, &[TableUpdate::Upsert { tp: tp.clone(), entry: entry(1) }]));
+        assert!(t.apply(
+            5,
+            &[TableUpdate::Upsert {
+                tp: tp.clone(),
+                entry: entry(1)
+            }]
+        ));
         assert!(!t.apply(4, &[TableUpdate::Remove { tp: tp.clone() }]));
         assert!(!t.apply(5, &[TableUpdate::Remove { tp: tp.clone() }]));
         assert_eq!(t.shard_of(&tp), Some(ShardId(1)));
@@ -142,7 +170,13 @@ mod tests {
     fn shrinking_shard_count_folds_ownership() {
         let mut t = PartitionTable::new(1);
         let tp = TopicPartition::new("a", 3);
-        t.apply(1, &[TableUpdate::Upsert { tp: tp.clone(), entry: entry(3) }]);
+        t.apply(
+            1,
+            &[TableUpdate::Upsert {
+                tp: tp.clone(),
+                entry: entry(3),
+            }],
+        );
         assert_eq!(t.shard_of(&tp), Some(ShardId(0)));
         assert_eq!(t.get(&tp).unwrap().recorded_shard, ShardId(3));
     }
