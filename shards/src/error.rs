@@ -28,6 +28,32 @@ pub enum Error {
     Closed,
     #[error("{0}")]
     Invalid(String),
+    // Configuration and cluster metadata (broker crate: src/config, src/metadata). The API
+    // layer maps them: InvalidConfig/UnknownConfig -> INVALID_CONFIG, TopicExists ->
+    // TOPIC_ALREADY_EXISTS, UnknownTopic -> UNKNOWN_TOPIC_OR_PARTITION, InvalidTopic ->
+    // INVALID_TOPIC_EXCEPTION, InvalidPartitions -> INVALID_PARTITIONS,
+    // InvalidReplicationFactor -> INVALID_REPLICATION_FACTOR, InvalidReplicaAssignment ->
+    // INVALID_REPLICA_ASSIGNMENT.
+    #[error("invalid value {value:?} for configuration {key}: {reason}")]
+    InvalidConfig { key: String, value: String, reason: String },
+    #[error("unknown configuration {key}")]
+    UnknownConfig { key: String },
+    #[error("corrupt cluster metadata in {path}: {reason}")]
+    MetadataCorrupt { path: PathBuf, reason: String },
+    #[error("metadata record does not apply: {0}")]
+    MetadataRecord(String),
+    #[error("topic {0} already exists")]
+    TopicExists(String),
+    #[error("unknown topic {0}")]
+    UnknownTopic(String),
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopic { name: String, reason: String },
+    #[error("invalid partitions: {0}")]
+    InvalidPartitions(String),
+    #[error("invalid replication factor: {0}")]
+    InvalidReplicationFactor(String),
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
 }
 
 impl Error {
