@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use riptide::broker::{self, BrokerSettings};
+use riptide::config::BrokerConfig;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -40,7 +41,7 @@ struct BrokerArgs {
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Shards (cores) to run; default: all cores.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     cores: Option<u16>,
     /// Pin shards to cores (true/false).
     #[arg(long)]
@@ -64,45 +65,27 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn settings_from(args: BrokerArgs) -> anyhow::Result<BrokerSettings> {
-    let mut s = BrokerSettings::default();
-    if let Some(id) = args.node_id {
-        s.node_id = shards::NodeId(id);
+    let mut overrides = Vec::new();
+    for arg in &args.set {
+        overrides.push(BrokerConfig::parse_override(arg)?);
     }
-    if let Some(l) = args.listeners {
-        let addr = parse_listener(&l)?;
-        s.listen_addr = addr;
-        s.advertised_host = addr.ip().to_string();
-        s.advertised_port = addr.port() as i32;
+    // Flags are shorthands for keys; they win over the file and over --set.
+    let flag = |key: &str, v: Option<String>| v.map(|v| (key.to_string(), v));
+    overrides.extend(
+        [
+            flag("node.id", args.node_id.map(|v| v.to_string())),
+            flag("listeners", args.listeners),
+            flag("advertised.listeners", args.advertised_listeners),
+            flag("log.dirs", args.data_dir.map(|d| d.display().to_string())),
+            flag("riptide.cores", args.cores.map(|v| v.to_string())),
+            flag("riptide.pin", args.pin.map(|v| v.to_string())),
+        ]
+        .into_iter()
+        .flatten(),
+    );
+    let (config, warnings) = BrokerConfig::load(args.config.as_deref(), &overrides)?;
+    for w in warnings {
+        tracing::warn!(key = %w.key, "{}", w.message);
     }
-    if let Some(l) = args.advertised_listeners {
-        let (host, port) = l
-            .trim_start_matches("PLAINTEXT://")
-            .rsplit_once(':')
-            .ok_or_else(|| {
-                anyhow::anyhow!("advertised.listeners: expected PLAINTEXT://host:port")
-            })?;
-        s.advertised_host = host.to_string();
-        s.advertised_port = port.parse()?;
-    }
-    if let Some(d) = args.data_dir {
-        s.data_dir = d;
-    }
-    if let Some(c) = args.cores {
-        anyhow::ensure!(c >= 1, "--cores must be at least 1");
-        s.shard_count = c;
-    }
-    if let Some(p) = args.pin {
-        s.pin = p;
-    }
-    let _ = (args.config, args.set);
-    Ok(s)
-}
-
-fn parse_listener(l: &str) -> anyhow::Result<std::net::SocketAddr> {
-    let hostport = l.trim_start_matches("PLAINTEXT://");
-    use std::net::ToSocketAddrs;
-    hostport
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("listeners: cannot resolve {hostport}"))
+    BrokerSettings::from_config(config).map_err(|e| anyhow::anyhow!(e))
 }

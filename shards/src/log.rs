@@ -71,14 +71,10 @@ impl Log {
     }
 
     pub fn append(&self, mut batch: BytesMut, epoch: LeaderEpoch) -> Result<AppendInfo> {
-        if batch.len() < 61 || batch.len() > self.config.max_message_bytes {
-            return Err(Error::CorruptBatch("interim log: bad size".into()));
-        }
-        let delta = i32::from_be_bytes([batch[23], batch[24], batch[25], batch[26]]) as i64;
+        let h = crate::batch::validate_produced(&batch, self.config.max_message_bytes)?;
         let base = self.end.get();
-        batch[0..8].copy_from_slice(&base.to_be_bytes());
-        batch[12..16].copy_from_slice(&epoch.0.to_be_bytes());
-        let last = base + delta;
+        crate::batch::patch_offset_and_epoch(&mut batch, base, epoch.0);
+        let last = base + h.last_offset_delta as i64;
         self.batches.borrow_mut().push((base, last, batch.freeze()));
         self.end.set(last + 1);
         for n in self.notify.borrow_mut().drain(..) {

@@ -1,17 +1,19 @@
 //! The broker's resolved settings: what the shards, the server and the API layer read.
-//! Built from the config registry (`crate::config`) by `main`; plain data, `Send + Sync`.
+//! Built once from the validated [`BrokerConfig`]; plain data, `Send + Sync`.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 use shards::log::{FlushPolicy, LogConfig};
 use shards::NodeId;
 
+use crate::config::{self, BrokerConfig, TopicConfig};
 use crate::server::ServerLimits;
 
 #[derive(Clone, Debug)]
 pub struct BrokerSettings {
+    pub config: BrokerConfig,
     pub node_id: NodeId,
     pub listen_addr: SocketAddr,
     pub advertised_host: String,
@@ -22,40 +24,40 @@ pub struct BrokerSettings {
     pub num_partitions: i32,
     pub default_replication_factor: i16,
     pub auto_create_topics: bool,
-    pub message_max_bytes: usize,
     pub request_bytes_max: usize,
     pub connections_max: usize,
     pub idle_ms_max: u64,
-    pub flush_policy: FlushPolicy,
-    /// Broker-level defaults of topic configs, as key → value, for DescribeConfigs and
-    /// for building each log's config.
-    pub topic_defaults: BTreeMap<String, String>,
-}
-
-impl Default for BrokerSettings {
-    fn default() -> Self {
-        BrokerSettings {
-            node_id: NodeId(1),
-            listen_addr: "127.0.0.1:9092".parse().expect("literal address"),
-            advertised_host: "127.0.0.1".into(),
-            advertised_port: 9092,
-            data_dir: PathBuf::from("./data"),
-            shard_count: shards::runtime::default_shard_count(),
-            pin: true,
-            num_partitions: 1,
-            default_replication_factor: 1,
-            auto_create_topics: true,
-            message_max_bytes: 1_048_588,
-            request_bytes_max: 104_857_600,
-            connections_max: i32::MAX as usize,
-            idle_ms_max: 600_000,
-            flush_policy: FlushPolicy::Always,
-            topic_defaults: BTreeMap::new(),
-        }
-    }
 }
 
 impl BrokerSettings {
+    pub fn from_config(config: BrokerConfig) -> Result<BrokerSettings, String> {
+        let listener = config.listeners().into_iter().next().ok_or("listeners: at least one listener is required")?;
+        let host = if listener.host.is_empty() { "0.0.0.0".to_string() } else { listener.host.clone() };
+        let listen_addr = (host.as_str(), listener.port)
+            .to_socket_addrs()
+            .map_err(|e| format!("listeners: cannot resolve {host}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("listeners: cannot resolve {host}"))?;
+        let advertised = config.advertised_listeners().into_iter().next().unwrap_or(listener);
+        let advertised_host = if advertised.host.is_empty() { "127.0.0.1".to_string() } else { advertised.host };
+        Ok(BrokerSettings {
+            node_id: config.node_id(),
+            listen_addr,
+            advertised_host,
+            advertised_port: advertised.port as i32,
+            data_dir: config.data_dir(),
+            shard_count: config.cores().map(|c| c as u16).unwrap_or_else(shards::runtime::default_shard_count),
+            pin: config.pin(),
+            num_partitions: config.num_partitions(),
+            default_replication_factor: config.default_replication_factor(),
+            auto_create_topics: config.auto_create_topics_enable(),
+            request_bytes_max: config.socket_request_max_bytes().max(0) as usize,
+            connections_max: config.max_connections().max(0) as usize,
+            idle_ms_max: config.connections_max_idle_ms().max(0) as u64,
+            config,
+        })
+    }
+
     pub fn server_limits(&self) -> ServerLimits {
         ServerLimits {
             request_bytes_max: self.request_bytes_max,
@@ -65,28 +67,23 @@ impl BrokerSettings {
         }
     }
 
-    /// The log config of a topic: its overrides over the broker defaults.
+    /// The log config of a topic: its overrides over the broker defaults. Overrides were
+    /// validated when the topic was created or altered.
     pub fn log_config(&self, overrides: &BTreeMap<String, String>) -> LogConfig {
-        let get = |k: &str| overrides.get(k).or_else(|| self.topic_defaults.get(k));
-        let flush_policy = match get("flush.policy").map(String::as_str) {
-            Some("none") => FlushPolicy::None,
-            Some("interval") => FlushPolicy::Interval {
-                flush_ms: i64::MAX,
-                flush_messages: i64::MAX,
-            },
-            Some("always") => FlushPolicy::Always,
-            _ => self.flush_policy,
+        let topic = TopicConfig::from_entries(overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .unwrap_or_else(|_| TopicConfig::new());
+        let eff = topic.resolve(&self.config);
+        let flush_policy = match eff.flush_policy() {
+            config::FlushPolicy::Always => FlushPolicy::Always,
+            config::FlushPolicy::None => FlushPolicy::None,
+            config::FlushPolicy::Interval => {
+                FlushPolicy::Interval { flush_ms: eff.flush_ms(), flush_messages: eff.flush_messages() }
+            }
         };
-        let max_message_bytes = get("max.message.bytes")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(self.message_max_bytes);
-        let log_append_time = get("message.timestamp.type")
-            .map(|v| v == "LogAppendTime")
-            .unwrap_or(false);
         LogConfig {
             flush_policy,
-            max_message_bytes,
-            log_append_time,
+            max_message_bytes: eff.max_message_bytes().max(0) as usize,
+            log_append_time: matches!(eff.message_timestamp_type(), config::TimestampType::LogAppendTime),
         }
     }
 }
