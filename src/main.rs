@@ -48,7 +48,15 @@ struct BrokerArgs {
     pin: Option<bool>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    if let Err(e) = run() {
+        // The message names the key or flag at fault; no backtrace for bad input.
+        eprintln!("riptide: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     broker::block_shutdown_signals();
     tracing_subscriber::fmt()
         .with_env_filter(
