@@ -35,7 +35,11 @@ pub enum Error {
     // InvalidReplicationFactor -> INVALID_REPLICATION_FACTOR, InvalidReplicaAssignment ->
     // INVALID_REPLICA_ASSIGNMENT.
     #[error("invalid value {value:?} for configuration {key}: {reason}")]
-    InvalidConfig { key: String, value: String, reason: String },
+    InvalidConfig {
+        key: String,
+        value: String,
+        reason: String,
+    },
     #[error("unknown configuration {key}")]
     UnknownConfig { key: String },
     #[error("corrupt cluster metadata in {path}: {reason}")]

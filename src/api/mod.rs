@@ -4,6 +4,7 @@
 
 mod admin;
 pub mod codes;
+mod configs;
 mod fetch;
 mod metadata;
 mod produce;
@@ -118,6 +119,30 @@ async fn dispatch(ctx: Ctx, body: Bytes) -> Reply {
         ApiKey::InitProducerId => Reply::Ready(encode(
             ctx,
             &admin::init_producer_id(ctx, decode!(InitProducerIdRequest)).await,
+        )),
+        ApiKey::DeleteTopics => Reply::Ready(encode(
+            ctx,
+            &admin::delete_topics(ctx, decode!(DeleteTopicsRequest)).await,
+        )),
+        ApiKey::CreatePartitions => Reply::Ready(encode(
+            ctx,
+            &admin::create_partitions(ctx, decode!(CreatePartitionsRequest)).await,
+        )),
+        ApiKey::DescribeCluster => Reply::Ready(encode(
+            ctx,
+            &admin::describe_cluster(ctx, decode!(DescribeClusterRequest)).await,
+        )),
+        ApiKey::DescribeConfigs => Reply::Ready(encode(
+            ctx,
+            &configs::describe(ctx, decode!(DescribeConfigsRequest)).await,
+        )),
+        ApiKey::AlterConfigs => Reply::Ready(encode(
+            ctx,
+            &configs::alter(ctx, decode!(AlterConfigsRequest)).await,
+        )),
+        ApiKey::IncrementalAlterConfigs => Reply::Ready(encode(
+            ctx,
+            &configs::incremental_alter(ctx, decode!(IncrementalAlterConfigsRequest)).await,
         )),
         _ => Reply::Close,
     }

@@ -31,22 +31,41 @@ pub struct BrokerSettings {
 
 impl BrokerSettings {
     pub fn from_config(config: BrokerConfig) -> Result<BrokerSettings, String> {
-        let listener = config.listeners().into_iter().next().ok_or("listeners: at least one listener is required")?;
-        let host = if listener.host.is_empty() { "0.0.0.0".to_string() } else { listener.host.clone() };
+        let listener = config
+            .listeners()
+            .into_iter()
+            .next()
+            .ok_or("listeners: at least one listener is required")?;
+        let host = if listener.host.is_empty() {
+            "0.0.0.0".to_string()
+        } else {
+            listener.host.clone()
+        };
         let listen_addr = (host.as_str(), listener.port)
             .to_socket_addrs()
             .map_err(|e| format!("listeners: cannot resolve {host}: {e}"))?
             .next()
             .ok_or_else(|| format!("listeners: cannot resolve {host}"))?;
-        let advertised = config.advertised_listeners().into_iter().next().unwrap_or(listener);
-        let advertised_host = if advertised.host.is_empty() { "127.0.0.1".to_string() } else { advertised.host };
+        let advertised = config
+            .advertised_listeners()
+            .into_iter()
+            .next()
+            .unwrap_or(listener);
+        let advertised_host = if advertised.host.is_empty() {
+            "127.0.0.1".to_string()
+        } else {
+            advertised.host
+        };
         Ok(BrokerSettings {
             node_id: config.node_id(),
             listen_addr,
             advertised_host,
             advertised_port: advertised.port as i32,
             data_dir: config.data_dir(),
-            shard_count: config.cores().map(|c| c as u16).unwrap_or_else(shards::runtime::default_shard_count),
+            shard_count: config
+                .cores()
+                .map(|c| c as u16)
+                .unwrap_or_else(shards::runtime::default_shard_count),
             pin: config.pin(),
             num_partitions: config.num_partitions(),
             default_replication_factor: config.default_replication_factor(),
@@ -70,20 +89,25 @@ impl BrokerSettings {
     /// The log config of a topic: its overrides over the broker defaults. Overrides were
     /// validated when the topic was created or altered.
     pub fn log_config(&self, overrides: &BTreeMap<String, String>) -> LogConfig {
-        let topic = TopicConfig::from_entries(overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .unwrap_or_else(|_| TopicConfig::new());
+        let topic =
+            TopicConfig::from_entries(overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .unwrap_or_else(|_| TopicConfig::new());
         let eff = topic.resolve(&self.config);
         let flush_policy = match eff.flush_policy() {
             config::FlushPolicy::Always => FlushPolicy::Always,
             config::FlushPolicy::None => FlushPolicy::None,
-            config::FlushPolicy::Interval => {
-                FlushPolicy::Interval { flush_ms: eff.flush_ms(), flush_messages: eff.flush_messages() }
-            }
+            config::FlushPolicy::Interval => FlushPolicy::Interval {
+                flush_ms: eff.flush_ms(),
+                flush_messages: eff.flush_messages(),
+            },
         };
         LogConfig {
             flush_policy,
             max_message_bytes: eff.max_message_bytes().max(0) as usize,
-            log_append_time: matches!(eff.message_timestamp_type(), config::TimestampType::LogAppendTime),
+            log_append_time: matches!(
+                eff.message_timestamp_type(),
+                config::TimestampType::LogAppendTime
+            ),
         }
     }
 }

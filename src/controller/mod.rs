@@ -114,6 +114,7 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
 
 fn check_spec(view: &ClusterView, spec: &TopicSpec) -> Result<()> {
     validate_topic_name(&spec.name)?;
+    check_topic_configs(&spec.configs)?;
     if view.topics.contains_key(spec.name.as_str()) {
         return Err(Error::TopicExists(spec.name.clone()));
     }
@@ -166,20 +167,7 @@ pub async fn create_topics(
 
 fn add_topic(view: &mut ClusterView, spec: &TopicSpec, id: TopicId) {
     let mut table = shards::table::PartitionTable::new(shards::runtime::shard_count());
-    // Place against the current load of the whole cluster view.
-    let existing: Vec<_> = view
-        .topics
-        .values()
-        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.clone(), p)))
-        .map(|(name, p)| shards::table::TableUpdate::Upsert {
-            tp: shards::TopicPartition::new(name, p.index),
-            entry: shards::table::PartitionEntry {
-                topic_id: id,
-                recorded_shard: p.shard,
-            },
-        })
-        .collect();
-    table.apply(0, &existing);
+    table.apply(0, &current_placement(view));
     let shards_for = table.place(spec.partitions as usize);
     let node = view.controller_id;
     let name: Arc<str> = spec.name.as_str().into();
@@ -212,6 +200,146 @@ pub async fn allocate_producer_id() -> Result<i64> {
         let id = c.next_producer_id;
         c.next_producer_id += 1;
         id
+    })
+    .await
+}
+
+/// An unknown or invalid topic config is INVALID_CONFIG, as in Kafka.
+pub fn check_topic_configs(configs: &BTreeMap<String, String>) -> Result<()> {
+    let st = state();
+    let topic = crate::config::TopicConfig::from_entries(
+        configs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )
+    .map_err(|e| Error::InvalidConfig(e.to_string()))?;
+    topic
+        .validate_with(&st.settings.config)
+        .map_err(|e| Error::InvalidConfig(e.to_string()))
+}
+
+/// Run one change on the controller: `change` edits a copy of the view; a successful edit
+/// becomes the next revision and is installed on every shard before this returns.
+async fn change<R, F>(change: F) -> Result<R>
+where
+    R: Send + 'static,
+    F: FnOnce(&mut ClusterView) -> Result<(R, bool)> + Send + 'static,
+{
+    call(move || async move {
+        let c = controller();
+        let mut view = c.borrow().view.clone();
+        let (result, changed) = change(&mut view)?;
+        if changed {
+            view.revision += 1;
+            c.borrow_mut().view = view.clone();
+            publish(view).await?;
+        }
+        Ok(result)
+    })
+    .await?
+}
+
+/// Delete topics by name; results in request order.
+pub async fn delete_topics(names: Vec<String>) -> Result<Vec<Result<TopicId>>> {
+    change(move |view| {
+        let mut changed = false;
+        let results = names
+            .iter()
+            .map(|name| match view.topics.remove(name.as_str()) {
+                Some(t) => {
+                    view.topic_names_by_id.remove(&t.id.0);
+                    changed = true;
+                    Ok(t.id)
+                }
+                None => Err(Error::UnknownTopicOrPartition(name.clone())),
+            })
+            .collect();
+        Ok((results, changed))
+    })
+    .await
+}
+
+/// Grow a topic to `count` partitions (Kafka never shrinks one).
+pub async fn create_partitions(
+    requests: Vec<(String, i32)>,
+    validate_only: bool,
+) -> Result<Vec<Result<()>>> {
+    change(move |view| {
+        let mut changed = false;
+        let mut results = Vec::with_capacity(requests.len());
+        for (name, count) in &requests {
+            let r = grow_topic(view, name, *count, validate_only);
+            changed |= r.is_ok() && !validate_only;
+            results.push(r);
+        }
+        Ok((results, changed))
+    })
+    .await
+}
+
+fn grow_topic(view: &mut ClusterView, name: &str, count: i32, validate_only: bool) -> Result<()> {
+    let topic = view
+        .topics
+        .get(name)
+        .ok_or_else(|| Error::UnknownTopicOrPartition(name.to_string()))?
+        .clone();
+    let current = topic.partitions.len() as i32;
+    if count <= current {
+        return Err(Error::InvalidPartitions(format!(
+            "topic {name} has {current} partitions; the new count {count} must be larger"
+        )));
+    }
+    if count > 100_000 {
+        return Err(Error::InvalidPartitions(format!("{count} partitions")));
+    }
+    if validate_only {
+        return Ok(());
+    }
+    let mut table = shards::table::PartitionTable::new(shards::runtime::shard_count());
+    table.apply(0, &current_placement(view));
+    let placed = table.place((count - current) as usize);
+    let node = view.controller_id;
+    let mut t = (*topic).clone();
+    for (i, shard) in (current..count).zip(placed) {
+        t.partitions.push(PartitionView {
+            index: i,
+            leader: node,
+            leader_epoch: LeaderEpoch(0),
+            replicas: vec![node],
+            isr: vec![node],
+            shard,
+        });
+    }
+    view.topics.insert(t.name.clone(), Arc::new(t));
+    Ok(())
+}
+
+fn current_placement(view: &ClusterView) -> Vec<shards::table::TableUpdate> {
+    view.topics
+        .values()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| shards::table::TableUpdate::Upsert {
+                    tp: shards::TopicPartition::new(t.name.clone(), p.index),
+                    entry: shards::table::PartitionEntry {
+                        topic_id: t.id,
+                        recorded_shard: p.shard,
+                    },
+                })
+        })
+        .collect()
+}
+
+/// Replace a topic's overrides with `configs` (validated by the caller).
+pub async fn set_topic_configs(name: String, configs: BTreeMap<String, String>) -> Result<()> {
+    change(move |view| {
+        let topic = view
+            .topics
+            .get(name.as_str())
+            .ok_or_else(|| Error::UnknownTopicOrPartition(name.clone()))?;
+        let mut t = (**topic).clone();
+        t.configs = configs;
+        view.topics.insert(t.name.clone(), Arc::new(t));
+        Ok(((), true))
     })
     .await
 }
