@@ -28,6 +28,7 @@ pub enum Error {
     Closed,
     #[error("{0}")]
     Invalid(String),
+<<<<<<< HEAD
     // Configuration and cluster metadata (broker crate: src/config, src/metadata). The API
     // layer maps them: InvalidConfig/UnknownConfig -> INVALID_CONFIG, TopicExists ->
     // TOPIC_ALREADY_EXISTS, UnknownTopic -> UNKNOWN_TOPIC_OR_PARTITION, InvalidTopic ->
@@ -58,6 +59,30 @@ pub enum Error {
     InvalidReplicationFactor(String),
     #[error("invalid replica assignment: {0}")]
     InvalidReplicaAssignment(String),
+=======
+    /// Kafka OUT_OF_ORDER_SEQUENCE_NUMBER: neither the next sequence nor a retained duplicate.
+    #[error("out of order sequence for producer {producer_id} epoch {producer_epoch}: got {sequence}, last {last_sequence}")]
+    OutOfOrderSequence {
+        producer_id: i64,
+        producer_epoch: i16,
+        sequence: i32,
+        last_sequence: i32,
+    },
+    /// Kafka INVALID_PRODUCER_EPOCH: the batch's epoch is older than the producer's current one.
+    #[error("producer {producer_id} epoch {producer_epoch} is older than the current epoch {current_epoch}")]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        producer_epoch: i16,
+        current_epoch: i16,
+    },
+    /// Kafka UNKNOWN_PRODUCER_ID: a non-zero sequence from a producer the partition has no state
+    /// for (expired, evicted, or its batches removed by retention or truncation).
+    #[error("unknown producer {producer_id} (sequence {sequence} without state)")]
+    UnknownProducerId { producer_id: i64, sequence: i32 },
+    /// A producer-state snapshot that fails its checks; the caller rebuilds from the log.
+    #[error("corrupt producer state snapshot: {0}")]
+    CorruptSnapshot(String),
+>>>>>>> batch
 }
 
 impl Error {

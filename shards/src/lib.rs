@@ -10,6 +10,7 @@ pub mod clock;
 pub mod error;
 pub mod log;
 pub mod partition;
+pub mod producer_state;
 pub mod runtime;
 pub mod storage;
 pub mod table;
