@@ -28,7 +28,6 @@ pub enum Error {
     Closed,
     #[error("{0}")]
     Invalid(String),
-<<<<<<< HEAD
     // Configuration and cluster metadata (broker crate: src/config, src/metadata). The API
     // layer maps them: InvalidConfig/UnknownConfig -> INVALID_CONFIG, TopicExists ->
     // TOPIC_ALREADY_EXISTS, UnknownTopic -> UNKNOWN_TOPIC_OR_PARTITION, InvalidTopic ->
@@ -59,7 +58,6 @@ pub enum Error {
     InvalidReplicationFactor(String),
     #[error("invalid replica assignment: {0}")]
     InvalidReplicaAssignment(String),
-=======
     /// Kafka OUT_OF_ORDER_SEQUENCE_NUMBER: neither the next sequence nor a retained duplicate.
     #[error("out of order sequence for producer {producer_id} epoch {producer_epoch}: got {sequence}, last {last_sequence}")]
     OutOfOrderSequence {
@@ -82,7 +80,6 @@ pub enum Error {
     /// A producer-state snapshot that fails its checks; the caller rebuilds from the log.
     #[error("corrupt producer state snapshot: {0}")]
     CorruptSnapshot(String),
->>>>>>> batch
 }
 
 impl Error {

@@ -4,13 +4,15 @@
 //! Only the home shard touches a `Partition` (invariant 3): it is `Rc`, not `Arc`, and its
 //! interior mutability is `Cell`/`RefCell`, never a lock.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use bytes::BytesMut;
 
+use crate::batch::BatchHeader;
 use crate::error::Result;
 use crate::log::{AppendInfo, FlushPolicy, Log, ReadResult};
+use crate::producer_state::{ProducerStateTable, SeqCheck};
 use crate::types::{LeaderEpoch, Offset, TopicId, TopicPartition};
 
 pub struct Partition {
@@ -19,7 +21,11 @@ pub struct Partition {
     log: Rc<Log>,
     leader_epoch: Cell<LeaderEpoch>,
     flush_policy: FlushPolicy,
+    producers: RefCell<ProducerStateTable>,
 }
+
+/// Producer ids tracked per partition before the least recently used is evicted.
+pub const PRODUCERS_PER_PARTITION_MAX: usize = 10_000;
 
 impl Partition {
     pub fn new(
@@ -35,6 +41,7 @@ impl Partition {
             log,
             leader_epoch: Cell::new(leader_epoch),
             flush_policy,
+            producers: RefCell::new(ProducerStateTable::new(PRODUCERS_PER_PARTITION_MAX)),
         })
     }
 
@@ -46,10 +53,33 @@ impl Partition {
         self.leader_epoch.get()
     }
 
-    /// Stage 1 of a produce: validate, assign offsets. Synchronous so that the order of
-    /// calls is the order of offsets.
-    pub fn append(&self, batch: BytesMut) -> Result<AppendInfo> {
-        self.log.append(batch, self.leader_epoch.get())
+    /// Stage 1 of a produce: check the producer's sequence, validate, assign offsets.
+    /// Synchronous so that the order of calls is the order of offsets. A retried duplicate
+    /// of one of the producer's last 5 batches is answered with its original offsets and
+    /// not written again.
+    pub fn append(&self, batch: BytesMut, now_ms: i64) -> Result<AppendInfo> {
+        let header = BatchHeader::parse(&batch)?;
+        if let SeqCheck::Duplicate {
+            base_offset,
+            last_offset,
+            log_append_time_ms,
+        } = self.producers.borrow().check(&header)?
+        {
+            return Ok(AppendInfo {
+                base_offset: Offset(base_offset),
+                last_offset: Offset(last_offset),
+                log_append_time_ms,
+                log_start_offset: self.log.log_start_offset(),
+            });
+        }
+        let info = self.log.append(batch, self.leader_epoch.get())?;
+        self.producers.borrow_mut().update(
+            &header,
+            info.base_offset.0,
+            now_ms,
+            info.log_append_time_ms,
+        );
+        Ok(info)
     }
 
     /// Stage 2: resolves when the batch ending at `last` may be acknowledged.

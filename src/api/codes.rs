@@ -31,6 +31,7 @@ pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
 pub const INVALID_RECORD: i16 = 87;
 pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 pub const UNKNOWN_TOPIC_ID: i16 = 100;
+pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 
 pub fn code_of(err: &Error) -> i16 {
     match err {
@@ -59,6 +60,18 @@ fn engine_code(err: &shards::Error) -> i16 {
         E::ShardUnavailable(_) | E::Backpressure(_) | E::Closed => NOT_LEADER_OR_FOLLOWER,
         E::Io { .. } => UNKNOWN_SERVER_ERROR,
         E::Invalid(_) => INVALID_REQUEST,
+        E::OutOfOrderSequence { .. } => OUT_OF_ORDER_SEQUENCE_NUMBER,
+        E::InvalidProducerEpoch { .. } => INVALID_PRODUCER_EPOCH,
+        E::UnknownProducerId { .. } => UNKNOWN_PRODUCER_ID,
+        E::CorruptSnapshot(_) => UNKNOWN_SERVER_ERROR,
+        E::InvalidConfig { .. } | E::UnknownConfig { .. } => INVALID_CONFIG,
+        E::TopicExists(_) => TOPIC_ALREADY_EXISTS,
+        E::UnknownTopic(_) => UNKNOWN_TOPIC_OR_PARTITION,
+        E::InvalidTopic { .. } => INVALID_TOPIC_EXCEPTION,
+        E::InvalidPartitions(_) => INVALID_PARTITIONS,
+        E::InvalidReplicationFactor(_) => INVALID_REPLICATION_FACTOR,
+        E::InvalidReplicaAssignment(_) => INVALID_REPLICA_ASSIGNMENT,
+        E::MetadataCorrupt { .. } | E::MetadataRecord(_) => UNKNOWN_SERVER_ERROR,
         #[allow(unreachable_patterns)]
         _ => UNKNOWN_SERVER_ERROR,
     }

@@ -166,7 +166,7 @@ fn stage_one(parts: Vec<(usize, TopicPartition, Bytes)>, wait_commit: bool) -> V
             let batch = records
                 .try_into_mut()
                 .unwrap_or_else(|b| BytesMut::from(&b[..]));
-            match partition.append(batch) {
+            match partition.append(batch, now_ms()) {
                 Ok(info) => {
                     let committed = wait_commit.then(|| {
                         let (tx, rx) = oneshot::channel();
@@ -192,4 +192,9 @@ fn stage_one(parts: Vec<(usize, TopicPartition, Bytes)>, wait_commit: bool) -> V
             }
         })
         .collect()
+}
+
+fn now_ms() -> i64 {
+    use shards::clock::Clock;
+    shards::clock::SystemClock.now_ms()
 }
