@@ -220,6 +220,9 @@ async fn shard_main(
             warn!(%tp, "close failed: {e}");
         }
     }
+    if id.0 == 0 {
+        crate::controller::shutdown();
+    }
     STATE.with(|s| *s.borrow_mut() = None);
 }
 
