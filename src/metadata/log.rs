@@ -283,6 +283,11 @@ impl MetadataLog {
         for (index, base) in listing.segments.iter().enumerate() {
             let path = metadata_dir.join(segment_name(*base));
             let is_last = Some(index) == last_index;
+            // A segment wholly covered by the snapshot is kept only as a fallback; don't read it.
+            let covered = listing.segments.get(index + 1).is_some_and(|end| *end <= next_offset);
+            if covered {
+                continue;
+            }
             Self::replay_segment(&path, is_last, &mut image, &mut next_offset, &mut report)?;
         }
         let (active_base, active_path) = match listing.segments.last() {
