@@ -284,7 +284,10 @@ impl MetadataLog {
             let path = metadata_dir.join(segment_name(*base));
             let is_last = Some(index) == last_index;
             // A segment wholly covered by the snapshot is kept only as a fallback; don't read it.
-            let covered = listing.segments.get(index + 1).is_some_and(|end| *end <= next_offset);
+            let covered = listing
+                .segments
+                .get(index + 1)
+                .is_some_and(|end| *end <= next_offset);
             if covered {
                 continue;
             }

@@ -331,7 +331,7 @@ impl MetadataStore {
                 "replication factor {replication} must be positive"
             )));
         }
-        Ok(self.round_robin(0, partitions, replication)?)
+        self.round_robin(0, partitions, replication)
     }
 
     fn round_robin(&self, first: i32, count: i32, replication: i16) -> Result<Vec<Vec<NodeId>>> {
