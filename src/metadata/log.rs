@@ -291,6 +291,12 @@ impl MetadataLog {
             if covered {
                 continue;
             }
+            if *base > next_offset {
+                return Err(corrupt(
+                    &path,
+                    format!("segment starts at {base}, records end at {next_offset}"),
+                ));
+            }
             Self::replay_segment(&path, is_last, &mut image, &mut next_offset, &mut report)?;
         }
         let (active_base, active_path) = match listing.segments.last() {

@@ -960,3 +960,35 @@ fn node_id_mismatch_refuses_to_open() {
     drop(reopen(dir.path(), never()));
     assert!(MetadataStore::open(dir.path(), NodeId(2), never()).is_err());
 }
+
+#[test]
+fn clean_shutdown_snapshot_means_nothing_to_replay() {
+    let (batches, live) = batches_for(&sample_ops());
+    let dir = tempfile::tempdir().unwrap();
+    write_batches(dir.path(), never(), &batches);
+    let mut store = reopen(dir.path(), never());
+    assert!(store.recovery_report().records_replayed > 0);
+    store.snapshot().unwrap();
+    drop(store);
+    let store = reopen(dir.path(), never());
+    assert_eq!(store.image(), &live);
+    assert_eq!(store.recovery_report().records_replayed, 0);
+    assert_eq!(
+        store.recovery_report().snapshot_offset,
+        Some(store.next_offset())
+    );
+}
+
+#[test]
+fn a_missing_segment_is_corruption() {
+    let (batches, _) = batches_for(&sample_ops());
+    let dir = tempfile::tempdir().unwrap();
+    write_batches(dir.path(), never(), &batches);
+    // A segment that starts past the end of the records before it: records are missing.
+    let later = meta_dir(dir.path()).join(format!("{:020}.log", 10_000));
+    fs::write(&later, test_encode_batch(10_000, &batches[0])).unwrap();
+    assert!(matches!(
+        MetadataStore::open(dir.path(), NodeId(1), never()),
+        Err(Error::MetadataCorrupt { .. })
+    ));
+}
