@@ -70,6 +70,11 @@ pub struct MetadataLog {
     active_base: u64,
     next_offset: u64,
     records_since_snapshot: u64,
+    /// Bytes of the active segment that hold whole batches.
+    active_len: u64,
+    /// Set when an append failed and the file could not be restored, or fsync failed (the
+    /// page cache can no longer be trusted): no further appends.
+    poisoned: bool,
     options: MetadataLogOptions,
 }
 
@@ -315,7 +320,7 @@ impl MetadataLog {
             .append(true)
             .open(&active_path)
             .map_err(io(&active_path))?;
-        active.seek(SeekFrom::End(0)).map_err(io(&active_path))?;
+        let active_len = active.seek(SeekFrom::End(0)).map_err(io(&active_path))?;
         let log = MetadataLog {
             dir: metadata_dir.to_path_buf(),
             active,
@@ -323,6 +328,8 @@ impl MetadataLog {
             active_base,
             next_offset,
             records_since_snapshot: report.records_replayed,
+            active_len,
+            poisoned: false,
             options,
         };
         Ok((log, image, report))
@@ -431,8 +438,24 @@ impl MetadataLog {
             )));
         }
         let path = &self.active_path;
-        self.active.write_all(&frame).map_err(io(path))?;
-        self.active.sync_data().map_err(io(path))?;
+        if self.poisoned {
+            return Err(Error::Closed);
+        }
+        if let Err(e) = self.active.write_all(&frame) {
+            // Cut the partial frame, or a later good batch would sit behind a torn one and be
+            // dropped with the "torn tail" on recovery.
+            let restored = self
+                .active
+                .set_len(self.active_len)
+                .and_then(|_| self.active.sync_data());
+            self.poisoned = restored.is_err();
+            return Err(Error::io(path, e));
+        }
+        if let Err(e) = self.active.sync_data() {
+            self.poisoned = true;
+            return Err(Error::io(path, e));
+        }
+        self.active_len += frame.len() as u64;
         self.next_offset += records.len() as u64;
         self.records_since_snapshot += records.len() as u64;
         Ok(base)
@@ -467,6 +490,7 @@ impl MetadataLog {
             self.active = file;
             self.active_path = path;
             self.active_base = offset;
+            self.active_len = 0;
         }
         self.remove_old_files()
     }
