@@ -12,7 +12,9 @@ mod describe;
 mod topic;
 
 pub use describe::{ConfigSource, ConfigSynonym, DescribedConfig};
-pub use registry::{broker_def, topic_def, ConfigDef, ConfigType, Scope, Synonym, Validator};
+pub use registry::{
+    broker_def, reference_markdown, topic_def, ConfigDef, ConfigType, Scope, Synonym, Validator,
+};
 pub use topic::{CleanupPolicy, EffectiveTopicConfig, TimestampType, TopicConfig};
 
 use std::collections::BTreeMap;

@@ -387,3 +387,36 @@ pub fn broker_synonym_group(name: &'static str) -> Vec<&'static str> {
     }
     vec![name]
 }
+
+/// The config reference as Markdown tables (broker keys, then topic keys), generated from the
+/// registry so the README cannot drift from the code.
+pub fn reference_markdown() -> String {
+    let mut out = String::from(
+        "### Broker configs\n\n| Key | Type | Default | Description |\n|---|---|---|---|\n",
+    );
+    for def in BROKER_CONFIGS {
+        let default = def.default.unwrap_or("(none)");
+        out.push_str(&format!(
+            "| `{}` | {:?} | `{}` | {} |\n",
+            def.name, def.ty, default, def.doc
+        ));
+    }
+    out.push_str("\n### Topic configs\n\n| Key | Type | Default | Broker synonyms | Description |\n|---|---|---|---|---|\n");
+    for def in TOPIC_CONFIGS {
+        let synonyms: Vec<String> = def
+            .synonyms
+            .iter()
+            .map(|s| format!("`{}`", s.name))
+            .collect();
+        let default = def.default.unwrap_or("(none)");
+        out.push_str(&format!(
+            "| `{}` | {:?} | `{}` | {} | {} |\n",
+            def.name,
+            def.ty,
+            default,
+            synonyms.join(", "),
+            def.doc
+        ));
+    }
+    out
+}

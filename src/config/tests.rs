@@ -418,3 +418,16 @@ proptest::proptest! {
         proptest::prop_assert_eq!(ok, n >= -1);
     }
 }
+
+#[test]
+fn reference_lists_every_key_once() {
+    let text = reference_markdown();
+    let (brokers, topics) = text.split_once("### Topic configs").unwrap();
+    for (section, table) in [(brokers, BROKER_CONFIGS), (topics, TOPIC_CONFIGS)] {
+        for def in table {
+            let row = format!("\n| `{}` |", def.name);
+            assert_eq!(section.matches(&row).count(), 1, "{}", def.name);
+        }
+        assert_eq!(section.matches("\n| `").count(), table.len());
+    }
+}

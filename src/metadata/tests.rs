@@ -541,6 +541,8 @@ fn create_topic_defaults_placement_and_restart() {
     let topic = image.topic_by_name("orders").unwrap();
     assert_eq!(topic.id, created.topic_id);
     assert_eq!(image.topic_by_id(other.topic_id).unwrap().name, "payments");
+    let names: Vec<&str> = image.topics_by_name().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, vec!["orders", "payments"]);
     let p0 = &topic.partitions[&0];
     assert_eq!(
         (p0.leader, p0.leader_epoch, p0.replicas.clone()),
