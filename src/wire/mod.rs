@@ -14,6 +14,7 @@
 //! can be unit-, property- and fuzz-tested in isolation.
 
 pub mod error;
+pub mod fetch;
 
 pub mod frame;
 pub mod header;
@@ -22,6 +23,10 @@ pub mod versions;
 
 pub use error::WireError;
 
+pub use fetch::{
+    encode_fetch_response, FetchNodeEndpoint, FetchPartition, FetchResponseData,
+    FetchResponseFrame, FetchTopic,
+};
 pub use frame::{FrameReader, FRAME_PREFIX_BYTES};
 pub use header::{decode_header, decode_request, RequestHeader, RequestKind};
 pub use response::encode_response;
