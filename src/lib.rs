@@ -12,4 +12,5 @@ pub mod controller;
 pub mod error;
 pub mod metadata;
 pub mod server;
+pub mod wire;
 mod wire_versions;
