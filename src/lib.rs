@@ -13,4 +13,3 @@ pub mod error;
 pub mod metadata;
 pub mod server;
 pub mod wire;
-mod wire_versions;
