@@ -193,8 +193,14 @@ fn spawn_clients(base: &ClientCtx, count: u32, opts: &RunOptions, producer: bool
         handles.push(thread::Builder::new().name(name).spawn(move || match (driver, producer) {
             (Driver::Native, true) => crate::native::run_producer(ctx),
             (Driver::Native, false) => crate::native::run_consumer(ctx),
+            #[cfg(feature = "rdkafka")]
             (Driver::Rdkafka, true) => crate::rdk::run_producer(ctx),
+            #[cfg(feature = "rdkafka")]
             (Driver::Rdkafka, false) => crate::rdk::run_consumer(ctx),
+            #[cfg(not(feature = "rdkafka"))]
+            (Driver::Rdkafka, _) => {
+                anyhow::bail!("this riptide-perf was built without the librdkafka driver: rebuild with --features rdkafka")
+            }
         })?);
     }
     Ok(Clients { stats, handles, stop })
