@@ -683,3 +683,175 @@ fn reopened_end(model: &[Bytes], log_start: i64) -> i64 {
         .map_or(0, |b| BatchHeader::parse(b).unwrap().last_offset() + 1)
         .max(log_start)
 }
+
+#[test]
+fn recovery_truncates_at_corruption_and_rebuilds_missing_indexes() {
+    run(|| async {
+        let s = SimStorage::new();
+        let config = LogConfig {
+            segment_bytes: 6000,
+            index_interval_bytes: 500,
+            ..LogConfig::default()
+        };
+        let log = open_sim(&s, config.clone(), clock()).await;
+        let mut infos = Vec::new();
+        for i in 0..40 {
+            infos.push(
+                log.append(make_batch(2, 300, 10 * i as i64, i as u8), LeaderEpoch(1))
+                    .unwrap(),
+            );
+        }
+        log.wait_durable(infos.last().unwrap().last_offset)
+            .await
+            .unwrap();
+        let before = read_all(&*log).await;
+        drop(log); // crash: no clean-shutdown marker
+        let s = s.cut_power(|n| n);
+        // A sealed segment loses its index files: rebuilt by a scan.
+        let dir = Path::new("/data/t-0");
+        let names = s.list_dir(dir).await.unwrap();
+        let first_index = names
+            .iter()
+            .find(|n| n.ends_with(".index"))
+            .unwrap()
+            .clone();
+        s.remove_file(&dir.join(&first_index)).await.unwrap();
+        // Flip a byte inside a batch in the last segment (past the recovery point).
+        let last_log = names
+            .iter()
+            .filter(|n| n.ends_with(".log"))
+            .next_back()
+            .unwrap()
+            .clone();
+        let last_base: i64 = last_log[..20].parse().unwrap();
+        let in_last: Vec<&AppendInfo> = infos
+            .iter()
+            .filter(|i| i.base_offset.0 >= last_base)
+            .collect();
+        assert!(
+            in_last.len() >= 3,
+            "test needs a few batches in the last segment"
+        );
+        let victim = in_last[1];
+        let victim_pos = in_last[0].bytes as u64 + 70;
+        s.corrupt(&dir.join(&last_log), victim_pos, &[0xAA])
+            .unwrap();
+        let log = open_sim(&s, config, clock()).await;
+        assert_eq!(
+            log.log_end_offset(),
+            victim.base_offset,
+            "log must end before the corrupt batch"
+        );
+        let after = read_all(&*log).await;
+        assert_eq!(&after[..], &before[..after.len()]);
+        assert_eq!(
+            after.len(),
+            infos
+                .iter()
+                .position(|i| i.base_offset == victim.base_offset)
+                .unwrap()
+        );
+        // Index lookups work in the segment whose index was rebuilt.
+        let r = log
+            .read(infos[3].base_offset, log.log_end_offset(), 1)
+            .await
+            .unwrap();
+        assert_eq!(r.chunks[0], before[3]);
+    });
+}
+
+#[test]
+fn topic_id_mismatch_is_refused() {
+    run(|| async {
+        let s = SimStorage::new();
+        let log = open_sim(&s, LogConfig::default(), clock()).await;
+        log.close().await.unwrap();
+        drop(log);
+        let other = TopicId(uuid::Uuid::from_u128(0x9999));
+        let r = Log::open(
+            s.clone(),
+            PathBuf::from("/data/t-0"),
+            other,
+            LogConfig::default(),
+            clock(),
+            Rc::new(ShardBudgets::default()),
+        )
+        .await;
+        assert!(matches!(r, Err(Error::TopicIdMismatch { .. })));
+    });
+}
+
+#[test]
+fn aux_files_and_delete() {
+    run(|| async {
+        let s = SimStorage::new();
+        let log = open_sim(&s, LogConfig::default(), clock()).await;
+        log.write_aux_file("replication-offset-checkpoint", b"0\n1\n42\n")
+            .await
+            .unwrap();
+        assert_eq!(
+            log.read_aux_file("replication-offset-checkpoint")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(&b"0\n1\n42\n"[..])
+        );
+        assert_eq!(log.read_aux_file("absent").await.unwrap(), None);
+        assert!(log.write_aux_file("../escape", b"x").await.is_err());
+        assert!(log
+            .write_aux_file("00000000000000000000.log", b"x")
+            .await
+            .is_err());
+        let moved = log.delete().await.unwrap();
+        assert!(moved.to_string_lossy().ends_with("-delete"));
+        assert!(!s.exists(Path::new("/data/t-0")).await.unwrap());
+        assert!(!s.exists(&moved).await.unwrap());
+    });
+}
+
+mod index_props {
+    use super::super::index::SegmentIndex;
+    use crate::batch::BatchHeader;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The offset index never points past the batch holding an offset, and the time
+        /// index never skips a batch whose maximum timestamp reaches the target.
+        #[test]
+        fn lookups_agree_with_a_linear_scan(
+            sizes in proptest::collection::vec((1i32..20, 61u64..3000, 0i64..1000), 1..200),
+            interval in 0u64..8000,
+            probe in 0i64..4000,
+            ts in 0i64..1100,
+        ) {
+            let base = 1000i64;
+            let mut idx = SegmentIndex::new();
+            let mut batches = Vec::new();
+            let (mut pos, mut off) = (0u64, base);
+            for (count, len, max_ts) in sizes {
+                let h = BatchHeader {
+                    base_offset: off, batch_length: (len - 12) as i32, partition_leader_epoch: 0, magic: 2,
+                    crc: 0, attributes: 0, last_offset_delta: count - 1, base_timestamp: 0,
+                    max_timestamp: max_ts, producer_id: -1, producer_epoch: -1, base_sequence: -1,
+                    record_count: count,
+                };
+                idx.on_batch(base, &h, pos, interval);
+                batches.push((pos, off, h.last_offset(), max_ts));
+                pos += len;
+                off += count as i64;
+            }
+            let target = base + probe % (off - base);
+            let start = idx.lookup_position(base, target);
+            let holder = batches.iter().find(|b| b.2 >= target).unwrap();
+            prop_assert!(start <= holder.0, "index points past the batch holding {}", target);
+            prop_assert!(batches.iter().any(|b| b.0 == start), "index points into a batch");
+            let from = idx.lookup_time(base, ts);
+            if let Some(first) = batches.iter().find(|b| b.3 >= ts) {
+                prop_assert!(from <= first.1, "time index skipped the first qualifying batch");
+            }
+            let encoded = SegmentIndex::decode(&idx.encode_offsets(), &idx.encode_times(), pos + 1).unwrap();
+            prop_assert_eq!(&encoded.offsets, &idx.offsets);
+            prop_assert_eq!(&encoded.times, &idx.times);
+        }
+    }
+}
