@@ -204,7 +204,7 @@ async fn read_local(
                         Vec::new()
                     } else {
                         match p.read(Offset(a.offset), limit.max(1)).await {
-                            Ok(r) => r.batches,
+                            Ok(r) => r.chunks,
                             Err(e) => {
                                 out.push((a.slot, PartData::error(codes::code_of(&e.into()))));
                                 continue;
@@ -267,7 +267,11 @@ async fn wait_local(asks: Vec<(TopicPartition, i64)>, deadline: Instant) {
             if p.high_watermark().0 > *offset {
                 return;
             }
-            subs.push(Box::pin(p.log().subscribe()));
+            let generation = p.watch();
+            if p.high_watermark().0 > *offset {
+                return;
+            }
+            subs.push(Box::pin(async move { p.changed_since(generation).await }));
         }
         let now = Instant::now();
         if now >= deadline || subs.is_empty() {
