@@ -587,7 +587,12 @@ fn write_fuzz_seeds() {
     for codec in Compression::ALL {
         let mut b = BatchBuilder::new(codec).producer(1, 0, 0);
         for i in 0..3u8 {
-            b.push(Some(&[i]), Some(b"value"), &[("h", Some(b"v"))], 1_000 + i as i64);
+            b.push(
+                Some(&[i]),
+                Some(b"value"),
+                &[("h", Some(b"v"))],
+                1_000 + i as i64,
+            );
         }
         let batch = b.build();
         validate_produced(&batch, MAX).unwrap();
