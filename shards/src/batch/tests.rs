@@ -599,3 +599,75 @@ fn write_fuzz_seeds() {
         std::fs::write(format!("{dir}/{codec:?}.bin"), &batch).unwrap();
     }
 }
+
+#[test]
+fn end_txn_marker_layout_and_round_trip() {
+    let batch = build_end_txn_marker(77, 4, ControlRecordType::Commit, 9, 5_000);
+    let h = validate_stored(&batch).unwrap();
+    assert!(h.is_control() && h.is_transactional());
+    assert_eq!(
+        (h.producer_id, h.producer_epoch, h.base_sequence),
+        (77, 4, -1)
+    );
+    assert_eq!(h.record_count, 1);
+    // Clients may not produce markers.
+    assert!(validate_produced(&batch, MAX).is_err());
+    // The record: key = version 0 | type 1 (COMMIT); value = version 0 | coordinator epoch 9.
+    #[rustfmt::skip]
+    let expected_record = [
+        0x20,                   // length 16 (zigzag 32)
+        0, 0, 0,                // attributes, timestampDelta 0, offsetDelta 0
+        0x08, 0, 0, 0, 1,       // key: 4 bytes
+        0x0c, 0, 0, 0, 0, 0, 9, // value: 6 bytes
+        0,                      // no headers
+    ];
+    assert_eq!(&batch[BATCH_HEADER_LEN..], &expected_record[..]);
+    let rs = records(&batch, MAX).unwrap();
+    assert_eq!(
+        control_record_type(&rs[0]).unwrap(),
+        ControlRecordType::Commit
+    );
+    let m = parse_end_txn_marker(&rs[0]).unwrap();
+    assert_eq!(
+        m,
+        EndTxnMarker {
+            kind: ControlRecordType::Commit,
+            coordinator_epoch: 9
+        }
+    );
+
+    let abort = build_end_txn_marker(77, 4, ControlRecordType::Abort, 0, 0);
+    let rs = records(&abort, MAX).unwrap();
+    assert_eq!(
+        parse_end_txn_marker(&rs[0]).unwrap().kind,
+        ControlRecordType::Abort
+    );
+
+    // kafka-protocol sees a control, transactional record.
+    let mut b = batch.clone();
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut b).unwrap();
+    assert!(set.records[0].control && set.records[0].transactional);
+}
+
+#[test]
+fn malformed_control_records_are_errors() {
+    let mut r = Record {
+        offset_delta: 0,
+        timestamp_delta: 0,
+        key: None,
+        value: None,
+        headers: vec![],
+    };
+    assert!(control_record_type(&r).is_err());
+    r.key = Some(Bytes::from_static(&[0, 0, 0]));
+    assert!(control_record_type(&r).is_err());
+    r.key = Some(Bytes::from_static(&[0, 0, 0, 2])); // LEADER_CHANGE
+    assert_eq!(
+        control_record_type(&r).unwrap(),
+        ControlRecordType::Other(2)
+    );
+    assert!(parse_end_txn_marker(&r).is_err());
+    r.key = Some(Bytes::from_static(&[0, 0, 0, 0]));
+    r.value = Some(Bytes::from_static(&[0, 0, 0, 0, 0]));
+    assert!(parse_end_txn_marker(&r).is_err());
+}

@@ -229,8 +229,18 @@ fn transactions_open_and_close_with_markers() {
         t.check(&marker(2, 4)),
         Err(Error::InvalidProducerEpoch { .. })
     ));
-    produce(&mut t, marker(1, 0), &mut offset).unwrap();
+    assert_eq!(
+        t.update(&marker(1, 0), offset, 0, -1),
+        Some(CompletedTxn {
+            producer_id: 1,
+            first_offset: 10,
+            last_offset: 14
+        })
+    );
+    offset += 1;
     assert_eq!(t.first_unstable_offset(), None);
+    // A second marker closes nothing.
+    assert_eq!(t.update(&marker(1, 0), offset, 0, -1), None);
     // The marker did not disturb the sequence.
     assert_eq!(t.check(&hdr(1, 0, 4, 1)).unwrap(), SeqCheck::Append);
     // A marker with a bumped epoch (fencing) restarts the sequence space.
