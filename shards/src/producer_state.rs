@@ -16,6 +16,9 @@
 //! 4. Within an epoch, `baseSequence` must be the last sequence + 1 (wrapping at
 //!    `i32::MAX` to 0), else OUT_OF_ORDER_SEQUENCE_NUMBER.
 //!
+//! 5. A non-transactional batch while the producer has an open transaction here:
+//!    INVALID_TXN_STATE.
+//!
 //! Control batches (transaction markers, written by the broker for the coordinator) are
 //! checked only against a stale epoch; they close the producer's open transaction.
 //!
@@ -200,6 +203,11 @@ impl ProducerStateTable {
             return Ok(SeqCheck::Append);
         }
         self.check_sequence(h, entry, current_epoch)?;
+        if !h.is_transactional() && entry.is_some_and(|e| e.txn_first_offset.is_some()) {
+            return Err(Error::InvalidTxnState {
+                producer_id: h.producer_id,
+            });
+        }
         Ok(SeqCheck::Append)
     }
 
