@@ -671,3 +671,34 @@ fn malformed_control_records_are_errors() {
     r.value = Some(Bytes::from_static(&[0, 0, 0, 0, 0]));
     assert!(parse_end_txn_marker(&r).is_err());
 }
+
+/// Throughput of the produce-path checks, printed (run with `--release --ignored`).
+#[test]
+#[ignore]
+fn validate_throughput() {
+    for (records_count, value_len) in [(16usize, 1000usize), (1000, 100), (100, 10_000)] {
+        let mut b = BatchBuilder::new(Compression::None);
+        let value = vec![7u8; value_len];
+        for i in 0..records_count {
+            b.push(
+                Some(&i.to_be_bytes()),
+                Some(&value),
+                &[("h", Some(b"v"))],
+                i as i64,
+            );
+        }
+        let batch = b.build();
+        let rounds = (256 << 20) / batch.len();
+        let start = std::time::Instant::now();
+        for _ in 0..rounds {
+            validate_produced(std::hint::black_box(&batch), usize::MAX).unwrap();
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        println!(
+            "{records_count} records x {value_len} B ({} B): {:.0} MB/s, {:.0} ns/batch",
+            batch.len(),
+            (rounds * batch.len()) as f64 / elapsed / 1e6,
+            elapsed / rounds as f64 * 1e9
+        );
+    }
+}
