@@ -117,6 +117,9 @@ impl Partition {
             log_append_time_ms,
         } = self.producers.borrow().check(&header)?
         {
+            // Only a batch that is itself valid may be answered as a duplicate: so far only
+            // its header was parsed.
+            crate::batch::validate_produced(&batch, self.log.config().max_message_bytes)?;
             return Ok(AppendInfo {
                 base_offset: Offset(base_offset),
                 last_offset: Offset(last_offset),

@@ -7,6 +7,7 @@ pub mod codes;
 mod configs;
 mod fetch;
 mod metadata;
+mod offsets;
 mod produce;
 
 use std::rc::Rc;
@@ -88,7 +89,7 @@ async fn dispatch(ctx: Ctx, body: Bytes) -> Reply {
         ApiKey::Fetch => fetch::handle(ctx, decode!(FetchRequest)).await,
         ApiKey::ListOffsets => Reply::Ready(encode(
             ctx,
-            &fetch::list_offsets(ctx, decode!(ListOffsetsRequest)).await,
+            &offsets::list_offsets(ctx, decode!(ListOffsetsRequest)).await,
         )),
         ApiKey::CreateTopics => Reply::Ready(encode(
             ctx,
@@ -121,6 +122,14 @@ async fn dispatch(ctx: Ctx, body: Bytes) -> Reply {
         ApiKey::IncrementalAlterConfigs => Reply::Ready(encode(
             ctx,
             &configs::incremental_alter(ctx, decode!(IncrementalAlterConfigsRequest)).await,
+        )),
+        ApiKey::DeleteRecords => Reply::Ready(encode(
+            ctx,
+            &offsets::delete_records(ctx, decode!(DeleteRecordsRequest)).await,
+        )),
+        ApiKey::OffsetForLeaderEpoch => Reply::Ready(encode(
+            ctx,
+            &offsets::offset_for_leader_epoch(ctx, decode!(OffsetForLeaderEpochRequest)).await,
         )),
         _ => Reply::Close,
     }
