@@ -88,9 +88,11 @@ fn key_for(mode: KeyMode, g: usize, total: usize, j: u64, rng: &mut impl Rng) ->
         KeyMode::None => None,
         KeyMode::Random => Some(format!("{:016x}", rng.gen::<u64>()).into_bytes()),
         KeyMode::Distinct(n) => {
-            let per = n.div_ceil(total as u64).max(1);
-            let k = g as u64 + (j % per) * total as u64;
-            Some(format!("key-{:012}", k.min(n - 1)).into_bytes())
+            // Keys g, g + total, g + 2·total, … below n; the caller only asks for reachable g.
+            let (g, total) = (g as u64, total as u64);
+            assert!(g < n, "partition {g} has no key among {n}");
+            let count = (n - g).div_ceil(total);
+            Some(format!("key-{:012}", g + (j % count) * total).into_bytes())
         }
     }
 }
@@ -109,8 +111,13 @@ pub fn build_templates(w: &Workload, records: u32, seed: u64) -> Result<Vec<Vec<
     let (lo, hi) = w.message_size.bounds();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let filler: Vec<u8> = (0..hi).map(|_| rng.gen()).collect();
+    let reach = reachable(mode, total);
     let mut out = Vec::with_capacity(total);
     for g in 0..total {
+        if !reach.contains(&g) {
+            out.push(Vec::new()); // never sent to: no key maps here
+            continue;
+        }
         let mut pool = Vec::with_capacity(TEMPLATES_PER_PARTITION);
         for t in 0..TEMPLATES_PER_PARTITION {
             let specs: Vec<RecordSpec> = (0..records)
@@ -292,11 +299,13 @@ pub fn run_producer(ctx: ClientCtx) -> Result<()> {
             let g = targets[(n % targets.len() as u64) as usize];
             let (t, p) = partitions[g];
             let leader = ctx.layouts[t].leaders[p as usize];
-            if !conns.contains_key(&leader) {
-                let addr = wire::broker_addr(&ctx.layouts[t], leader)?;
-                conns.insert(leader, open_producer_conn(&addr, &ctx, version)?);
-            }
-            let conn = conns.get_mut(&leader).unwrap();
+            let conn = match conns.entry(leader) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let addr = wire::broker_addr(&ctx.layouts[t], leader)?;
+                    e.insert(open_producer_conn(&addr, &ctx, version)?)
+                }
+            };
             let tpl =
                 &mut templates[g][((n / targets.len() as u64) as usize) % TEMPLATES_PER_PARTITION];
             tpl.stamp(wall_us());
@@ -548,6 +557,7 @@ mod tests {
     fn keys_land_on_their_partition() {
         let w = workload(&["keys=10"]);
         let pools = build_templates(&w, 5, 3).unwrap();
+        let mut seen = std::collections::BTreeSet::new();
         for (g, pool) in pools.iter().enumerate() {
             for tpl in pool {
                 let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut Bytes::from(
@@ -558,10 +568,14 @@ mod tests {
                     let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
                     let k: usize = key.trim_start_matches("key-").parse().unwrap();
                     assert!(k < 10);
+                    seen.insert(k);
                     assert_eq!(k % 4, g, "key {k} in partition {g}");
                 }
             }
         }
+        assert_eq!(seen.len(), 10, "every key is used: {seen:?}");
+        let few = build_templates(&workload(&["keys=2"]), 3, 1).unwrap();
+        assert!(few[2].is_empty() && few[3].is_empty() && !few[1].is_empty());
         assert_eq!(reachable(KeyMode::Distinct(2), 4), vec![0, 1]);
         assert_eq!(assigned(7, 3, 1), vec![1, 4]);
     }

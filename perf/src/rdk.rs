@@ -108,9 +108,11 @@ pub fn run_producer(ctx: ClientCtx) -> Result<()> {
     let mut sent_bytes = 0u64;
     let mut n = 0u64;
     let mut key_buf = String::new();
-    while !ctx.stop.load(Ordering::Relaxed)
-        && !(ctx.bytes_limit > 0 && sent_bytes >= ctx.bytes_limit)
-    {
+    loop {
+        let limit_reached = ctx.bytes_limit > 0 && sent_bytes >= ctx.bytes_limit;
+        if ctx.stop.load(Ordering::Relaxed) || limit_reached {
+            break;
+        }
         let at_us = if interval_us > 0.0 {
             let now = start.elapsed().as_micros() as f64;
             if next_us > now {

@@ -49,6 +49,9 @@ struct Args {
     verify_crc: bool,
     #[arg(long)]
     no_progress: bool,
+    /// Shell command run after a backlog fill, before consuming (e.g. drop the page cache).
+    #[arg(long)]
+    before_consume: Option<String>,
     /// Seconds to pause between runs (lets the brokers settle).
     #[arg(long, default_value_t = 1)]
     pause_s: u64,
@@ -177,6 +180,7 @@ fn main() -> Result<()> {
         pin: args.pin.clone(),
         verify_crc: args.verify_crc,
         progress: !args.no_progress,
+        before_consume: args.before_consume.clone(),
     };
     let mut results = Vec::new();
     for run in 0..args.runs {
