@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
 
-from clients import OP_TIMEOUT_S, admin, assert_delivered, by_partition, consume, consumer, produce_all
+from clients import OP_TIMEOUT_S, admin, assert_delivered, by_partition, consume, consumer, create_topic, produce_all
 
 PERSISTENT_XFAIL = pytest.mark.xfail(
     reason="persistence not merged yet: the interim in-memory log and metadata lose topics and records on restart",
@@ -97,21 +97,31 @@ def check_restart_keeps_everything(broker, topic_name, kill):
 
 
 def test_sigterm_with_active_clients_exits_cleanly(broker, topic_name):
-    """SIGTERM while a consumer's fetch is parked in a long poll and a producer is
-    connected: the broker shuts down cleanly (exit code 0, no panic) and promptly."""
-    assert_delivered(produce_all(broker.bootstrap, topic_name, [{"value": b"x"}]), 1)
-    c = consumer(broker.bootstrap, {"fetch.wait.max.ms": 5000})
+    """SIGTERM while consumers' fetches are parked in long polls (on both shards: several
+    connections and partitions) and a producer is connected: the broker shuts down
+    cleanly (exit code 0, no panic) and promptly."""
+    partitions = 4
+    create_topic(broker.bootstrap, topic_name, partitions)
+    msgs = [{"partition": q, "value": b"x"} for q in range(partitions)]
+    assert_delivered(produce_all(broker.bootstrap, topic_name, msgs), partitions)
+    consumers = [consumer(broker.bootstrap, {"fetch.wait.max.ms": 5000}) for _ in range(4)]
     p = Producer({"bootstrap.servers": broker.bootstrap})
     try:
-        c.assign([TopicPartition(topic_name, 0, 0)])
-        assert len(c.consume(num_messages=1, timeout=10)) == 1
-        assert c.consume(num_messages=1, timeout=0.5) == []  # now parked at the end
+        for c in consumers:
+            c.assign([TopicPartition(topic_name, q, 0) for q in range(partitions)])
+            got = []
+            deadline = time.monotonic() + 10
+            while len(got) < partitions and time.monotonic() < deadline:
+                got += c.consume(num_messages=partitions, timeout=0.5)
+            assert len(got) == partitions
+        time.sleep(0.5)  # every consumer is now parked at the end of every partition
         p.list_topics(timeout=5)
         t0 = time.monotonic()
         code = broker.stop(timeout_s=10)
         took_s = time.monotonic() - t0
     finally:
-        c.close()
+        for c in consumers:
+            c.close()
     log = broker.log_path.read_text(errors="replace")
     assert "panicked" not in log, broker.log_tail(40)
     assert code == 0, f"exit code {code}"
