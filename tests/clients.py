@@ -66,6 +66,11 @@ def produce_all(bootstrap: str, topic: str, messages, conf=None, flush_timeout_s
                 p.poll(0.05)
         p.poll(0)
     left = p.flush(flush_timeout_s)
+    if left:
+        p.purge()
+    # Closed now, not at garbage collection: a lingering client keeps reconnecting (and
+    # logging) after its broker is gone.
+    p.close()
     assert left == 0, f"{left} messages not delivered within {flush_timeout_s}s"
     return reports
 

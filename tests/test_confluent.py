@@ -304,3 +304,4 @@ def test_long_poll_wakes_on_append(broker, topic_name):
         assert max(latencies) < 2.0, latencies
     finally:
         c.close()
+        p.close()

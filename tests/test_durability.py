@@ -122,6 +122,7 @@ def test_sigterm_with_active_clients_exits_cleanly(broker, topic_name):
     finally:
         for c in consumers:
             c.close()
+        p.close()
     log = broker.log_path.read_text(errors="replace")
     assert "panicked" not in log, broker.log_tail(40)
     assert code == 0, f"exit code {code}"
@@ -192,6 +193,7 @@ def test_kill9_during_acks_all_produce_keeps_acknowledged(broker, topic_name):
     p.flush(5)
     p.purge()
     p.flush(1)
+    p.close()
     with lock:
         acked_now = list(acked)
     assert len(acked_now) >= 5000, f"only {len(acked_now)} records acknowledged before the kill"
