@@ -12,4 +12,4 @@ pub mod controller;
 pub mod error;
 pub mod metadata;
 pub mod server;
-mod wire_versions;
+pub mod wire;

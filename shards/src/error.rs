@@ -80,6 +80,25 @@ pub enum Error {
     /// A producer-state snapshot that fails its checks; the caller rebuilds from the log.
     #[error("corrupt producer state snapshot: {0}")]
     CorruptSnapshot(String),
+    /// The log's in-flight limit is reached; wait for `Log::wait_for_space` and retry.
+    #[error("log in-flight bytes {in_flight_bytes} at the limit {limit}")]
+    LogInFlightFull {
+        in_flight_bytes: usize,
+        limit: usize,
+    },
+    /// The partition directory belongs to another topic (same name, different id).
+    #[error("{path} holds topic id {found}, expected {expected}")]
+    TopicIdMismatch {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+    /// The log hit an I/O error and refuses writes until reopened (recovery).
+    #[error("log failed: {0}")]
+    LogFailed(String),
+    /// An unreadable metadata or checkpoint file.
+    #[error("corrupt file {path}: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
 }
 
 impl Error {

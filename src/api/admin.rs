@@ -1,8 +1,6 @@
 //! Topic administration and producer ids: CreateTopics (19), DeleteTopics (20),
 //! InitProducerId (22), CreatePartitions (37), DescribeCluster (60).
 
-use std::collections::BTreeMap;
-
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
@@ -16,55 +14,53 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{codes, Ctx};
 use crate::broker::state;
-use crate::controller::{self, TopicSpec};
+use crate::controller;
+use crate::metadata::store::NewTopic;
+use shards::{NodeId, TopicId};
 
 pub async fn create_topics(_ctx: Ctx, req: CreateTopicsRequest) -> CreateTopicsResponse {
-    let st = state();
-    let mut specs = Vec::with_capacity(req.topics.len());
-    for t in &req.topics {
-        let configs: BTreeMap<String, String> = t
-            .configs
-            .iter()
-            .filter_map(|c| {
-                c.value
-                    .as_ref()
-                    .map(|v| (c.name.to_string(), v.to_string()))
-            })
-            .collect();
-        specs.push(TopicSpec {
+    let specs: Vec<NewTopic> = req
+        .topics
+        .iter()
+        .map(|t| NewTopic {
             name: t.name.0.to_string(),
-            partitions: if t.num_partitions == -1 {
-                st.settings.num_partitions
-            } else {
-                t.num_partitions
-            },
-            replication_factor: if t.replication_factor == -1 {
-                st.settings.default_replication_factor
-            } else {
-                t.replication_factor
-            },
-            configs,
-        });
-    }
-    let results = controller::create_topics(specs.clone(), req.validate_only).await;
+            num_partitions: t.num_partitions,
+            replication_factor: t.replication_factor,
+            assignments: t
+                .assignments
+                .iter()
+                .map(|a| {
+                    (
+                        a.partition_index,
+                        a.broker_ids.iter().map(|b| NodeId(b.0)).collect(),
+                    )
+                })
+                .collect(),
+            configs: t
+                .configs
+                .iter()
+                .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+                .collect(),
+        })
+        .collect();
+    let results = controller::create_topics(specs, req.validate_only).await;
     let topics = req
         .topics
         .into_iter()
         .enumerate()
         .map(|(i, t)| {
-            let r = CreatableTopicResult::default()
-                .with_name(t.name)
-                .with_num_partitions(specs[i].partitions)
-                .with_replication_factor(specs[i].replication_factor);
+            let r = CreatableTopicResult::default().with_name(t.name);
             let outcome = match &results {
                 Ok(rs) => rs[i]
                     .as_ref()
-                    .map_err(|e| (codes::code_of(e), e.to_string()))
-                    .map(|id| *id),
+                    .map_err(|e| (codes::code_of(e), e.to_string())),
                 Err(e) => Err((codes::code_of(e), e.to_string())),
             };
             match outcome {
-                Ok(id) => r.with_topic_id(id.0),
+                Ok(created) => r
+                    .with_topic_id(created.topic_id.0)
+                    .with_num_partitions(created.num_partitions)
+                    .with_replication_factor(created.replication_factor),
                 Err((code, msg)) => r
                     .with_error_code(code)
                     .with_error_message(Some(StrBytes::from_string(msg)))
@@ -97,7 +93,6 @@ pub async fn init_producer_id(_ctx: Ctx, req: InitProducerIdRequest) -> InitProd
 }
 
 pub async fn delete_topics(ctx: Ctx, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
-    let view = state().view();
     // v0-5 name topics in `topic_names`; v6 in `topics` (by name or id).
     let asked: Vec<(Option<String>, uuid::Uuid)> = if ctx.version >= 6 {
         req.topics
@@ -110,36 +105,43 @@ pub async fn delete_topics(ctx: Ctx, req: DeleteTopicsRequest) -> DeleteTopicsRe
             .map(|n| (Some(n.0.to_string()), uuid::Uuid::nil()))
             .collect()
     };
-    let names: Vec<Option<String>> = asked
+    let asks = asked
         .iter()
-        .map(|(n, id)| {
-            n.clone()
-                .or_else(|| view.topic_by_id(id).map(|t| t.name.to_string()))
-        })
+        .map(|(n, id)| (n.clone(), TopicId(*id)))
         .collect();
-    let known: Vec<String> = names.iter().flatten().cloned().collect();
-    let results = controller::delete_topics(known).await;
-    let mut results_iter = match results {
-        Ok(r) => r
-            .into_iter()
-            .map(|r| r.map_err(|e| codes::code_of(&e)))
-            .collect::<Vec<_>>()
-            .into_iter(),
-        Err(e) => vec![Err(codes::code_of(&e)); names.iter().flatten().count()].into_iter(),
-    };
+    let results = controller::delete_topics(asks).await;
     let responses = asked
         .into_iter()
-        .zip(names)
-        .map(|((_, id), name)| {
+        .enumerate()
+        .map(|(i, (name, id))| {
             let r = DeletableTopicResult::default()
                 .with_name(name.clone().map(|n| TopicName(StrBytes::from_string(n))))
                 .with_topic_id(id);
-            match name {
-                None => r.with_error_code(codes::UNKNOWN_TOPIC_ID),
-                Some(_) => match results_iter.next().expect("one result per named topic") {
-                    Ok(topic_id) => r.with_topic_id(topic_id.0),
-                    Err(code) => r.with_error_code(code),
-                },
+            let outcome = match &results {
+                Ok(rs) => rs[i]
+                    .as_ref()
+                    .map_err(|e| (codes::code_of(e), e.to_string()))
+                    .cloned(),
+                Err(e) => Err((codes::code_of(e), e.to_string())),
+            };
+            match outcome {
+                Ok((n, topic_id)) => r
+                    .with_name(Some(TopicName(StrBytes::from_string(n))))
+                    .with_topic_id(topic_id.0),
+                Err((code, msg)) => {
+                    // Asked by id and unknown: Kafka's UNKNOWN_TOPIC_ID.
+                    let code = if name.is_none() && code == codes::UNKNOWN_TOPIC_OR_PARTITION {
+                        codes::UNKNOWN_TOPIC_ID
+                    } else {
+                        code
+                    };
+                    let r = r.with_error_code(code);
+                    if ctx.version >= 5 {
+                        r.with_error_message(Some(StrBytes::from_string(msg)))
+                    } else {
+                        r
+                    }
+                }
             }
         })
         .collect();

@@ -21,6 +21,7 @@ use crate::broker::state;
 use crate::config::{DescribedConfig, TopicConfig};
 use crate::controller;
 use crate::error::Error;
+use crate::metadata::store::{AlterConfigOp, AlterConfigOpType};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -120,25 +121,8 @@ fn topic_config(overrides: &BTreeMap<String, String>) -> TopicConfig {
         .unwrap_or_else(|_| TopicConfig::new())
 }
 
-/// Validate and apply a topic's new override set.
-async fn apply_topic(
-    name: &str,
-    overrides: BTreeMap<String, String>,
-    validate_only: bool,
-) -> Result<(), (i16, String)> {
-    if state().view().topic(name).is_none() {
-        return Err((
-            codes::UNKNOWN_TOPIC_OR_PARTITION,
-            format!("topic {name} does not exist"),
-        ));
-    }
-    controller::check_topic_configs(&overrides).map_err(|e| (codes::code_of(&e), e.to_string()))?;
-    if validate_only {
-        return Ok(());
-    }
-    controller::set_topic_configs(name.to_string(), overrides)
-        .await
-        .map_err(|e| (codes::code_of(&e), e.to_string()))
+fn failed(e: Error) -> (i16, String) {
+    (codes::code_of(&e), e.to_string())
 }
 
 fn broker_static(name: &str) -> (i16, String) {
@@ -152,16 +136,14 @@ pub async fn alter(_ctx: Ctx, req: AlterConfigsRequest) -> AlterConfigsResponse 
         let name = r.resource_name.to_string();
         let outcome = match r.resource_type {
             RESOURCE_TOPIC => {
-                let overrides = r
+                let entries = r
                     .configs
                     .iter()
-                    .filter_map(|c| {
-                        c.value
-                            .as_ref()
-                            .map(|v| (c.name.to_string(), v.to_string()))
-                    })
+                    .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
                     .collect();
-                apply_topic(&name, overrides, req.validate_only).await
+                controller::alter_topic_configs(name.clone(), entries, req.validate_only)
+                    .await
+                    .map_err(failed)
             }
             RESOURCE_BROKER => Err(broker_static(&name)),
             other => Err((
@@ -185,20 +167,19 @@ pub async fn incremental_alter(
     _ctx: Ctx,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let view = state().view();
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
         let name = r.resource_name.to_string();
         let outcome = match r.resource_type {
-            RESOURCE_TOPIC => match view.topic(&name) {
-                None => Err((
-                    codes::UNKNOWN_TOPIC_OR_PARTITION,
-                    format!("topic {name} does not exist"),
-                )),
-                Some(t) => match edit(&t.configs, &r.configs) {
-                    Ok(overrides) => apply_topic(&name, overrides, req.validate_only).await,
-                    Err(e) => Err((codes::code_of(&e), e.to_string())),
-                },
+            RESOURCE_TOPIC => match ops(&r.configs) {
+                Ok(ops) => controller::incremental_alter_topic_configs(
+                    name.clone(),
+                    ops,
+                    req.validate_only,
+                )
+                .await
+                .map_err(failed),
+                Err(e) => Err(failed(e)),
             },
             RESOURCE_BROKER => Err(broker_static(&name)),
             other => Err((
@@ -217,54 +198,20 @@ pub async fn incremental_alter(
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
-fn edit(
-    current: &BTreeMap<String, String>,
-    ops: &[kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig],
-) -> Result<BTreeMap<String, String>, Error> {
-    let mut next = current.clone();
-    for op in ops {
-        let key = op.name.to_string();
-        let value = op.value.as_ref().map(|v| v.to_string());
-        match op.config_operation {
-            0 => {
-                next.insert(key, value.unwrap_or_default());
-            }
-            1 => {
-                next.remove(&key);
-            }
-            2 | 3 => {
-                let mut items: Vec<String> = next
-                    .get(&key)
-                    .map(|v| {
-                        v.split(',')
-                            .filter(|x| !x.is_empty())
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let change: Vec<String> = value
-                    .unwrap_or_default()
-                    .split(',')
-                    .filter(|x| !x.is_empty())
-                    .map(str::to_string)
-                    .collect();
-                if op.config_operation == 2 {
-                    for c in change {
-                        if !items.contains(&c) {
-                            items.push(c);
-                        }
-                    }
-                } else {
-                    items.retain(|i| !change.contains(i));
-                }
-                next.insert(key, items.join(","));
-            }
-            other => {
-                return Err(Error::InvalidRequest(format!(
-                    "unknown config operation {other}"
-                )))
-            }
-        }
-    }
-    Ok(next)
+fn ops(
+    configs: &[kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig],
+) -> Result<Vec<AlterConfigOp>, Error> {
+    configs
+        .iter()
+        .map(|c| {
+            let op = AlterConfigOpType::from_id(c.config_operation).ok_or_else(|| {
+                Error::InvalidRequest(format!("unknown config operation {}", c.config_operation))
+            })?;
+            Ok(AlterConfigOp {
+                name: c.name.to_string(),
+                op,
+                value: c.value.as_ref().map(|v| v.to_string()),
+            })
+        })
+        .collect()
 }

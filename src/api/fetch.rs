@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -22,6 +21,7 @@ use shards::{LeaderEpoch, Offset, ShardId, TopicPartition};
 use super::{codes, encode, Ctx};
 use crate::broker::state;
 use crate::server::Reply;
+use crate::wire;
 
 /// One partition of a fetch, as asked.
 #[derive(Clone, Debug)]
@@ -109,37 +109,39 @@ pub async fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
         for (slot, data) in round {
             results[slot] = Some(data);
         }
-        let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+        let mut topics: Vec<wire::FetchTopic> = Vec::new();
         for ((name, index), data) in names.into_iter().zip(results) {
             let d = data.expect("every partition answered");
-            let records: Bytes = concat(&d.batches);
-            let part = PartitionData::default()
-                .with_partition_index(index)
-                .with_error_code(d.error)
-                .with_high_watermark(d.high_watermark)
-                .with_last_stable_offset(d.last_stable_offset)
-                .with_log_start_offset(d.log_start_offset)
-                .with_records(Some(records));
+            let part = wire::FetchPartition {
+                partition_index: index,
+                error_code: d.error,
+                high_watermark: d.high_watermark,
+                last_stable_offset: d.last_stable_offset,
+                log_start_offset: d.log_start_offset,
+                records: d.batches,
+                ..Default::default()
+            };
             match topics.last_mut() {
-                Some(t) if t.topic == name => t.partitions.push(part),
-                _ => topics.push(
-                    FetchableTopicResponse::default()
-                        .with_topic(name)
-                        .with_partitions(vec![part]),
-                ),
+                Some(t) if t.name == name.0 => t.partitions.push(part),
+                _ => topics.push(wire::FetchTopic {
+                    name: name.0,
+                    partitions: vec![part],
+                    ..Default::default()
+                }),
             }
         }
-        encode(ctx, &FetchResponse::default().with_responses(topics))
+        let data = wire::FetchResponseData {
+            topics,
+            ..Default::default()
+        };
+        match wire::encode_fetch_response(ctx.correlation_id, ctx.version, &data) {
+            Ok(frame) => frame.pieces,
+            Err(e) => {
+                tracing::error!(?ctx, "cannot encode fetch response: {e}");
+                Vec::new()
+            }
+        }
     }))
-}
-
-/// INTERIM: the hand-written zero-copy encoder (branch `wire`) replaces this copy.
-fn concat(batches: &[Bytes]) -> Bytes {
-    match batches {
-        [] => Bytes::new(),
-        [one] => one.clone(),
-        many => Bytes::from(many.concat()),
-    }
 }
 
 /// One read round over every home shard, shard by shard so the response budget is shared
@@ -202,7 +204,7 @@ async fn read_local(
                         Vec::new()
                     } else {
                         match p.read(Offset(a.offset), limit.max(1)).await {
-                            Ok(r) => r.batches,
+                            Ok(r) => r.chunks,
                             Err(e) => {
                                 out.push((a.slot, PartData::error(codes::code_of(&e.into()))));
                                 continue;
@@ -265,7 +267,11 @@ async fn wait_local(asks: Vec<(TopicPartition, i64)>, deadline: Instant) {
             if p.high_watermark().0 > *offset {
                 return;
             }
-            subs.push(Box::pin(p.log().subscribe()));
+            let generation = p.watch();
+            if p.high_watermark().0 > *offset {
+                return;
+            }
+            subs.push(Box::pin(async move { p.changed_since(generation).await }));
         }
         let now = Instant::now();
         if now >= deadline || subs.is_empty() {

@@ -2,8 +2,6 @@
 //! partitions with leader, leader epoch, replicas and ISR; auto-creation per broker config
 //! (`auto.create.topics.enable`) and per request flag (v4+).
 
-use std::collections::BTreeMap;
-
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -13,7 +11,8 @@ use kafka_protocol::protocol::StrBytes;
 use super::{codes, Ctx};
 use crate::broker::state;
 use crate::cluster::{ClusterView, TopicView};
-use crate::controller::{self, TopicSpec};
+use crate::controller;
+use crate::metadata::store::{validate_topic_name, NewTopic};
 
 pub async fn handle(ctx: Ctx, req: MetadataRequest) -> MetadataResponse {
     let st = state();
@@ -59,16 +58,15 @@ pub async fn handle(ctx: Ctx, req: MetadataRequest) -> MetadataResponse {
 }
 
 async fn create_missing(list: &[(Option<String>, uuid::Uuid)], view: &ClusterView) {
-    let st = state();
-    let specs: Vec<TopicSpec> = list
+    let specs: Vec<NewTopic> = list
         .iter()
         .filter_map(|(n, _)| n.clone())
-        .filter(|n| view.topic(n).is_none() && controller::validate_topic_name(n).is_ok())
-        .map(|name| TopicSpec {
+        .filter(|n| view.topic(n).is_none() && validate_topic_name(n).is_ok())
+        .map(|name| NewTopic {
             name,
-            partitions: st.settings.num_partitions,
-            replication_factor: st.settings.default_replication_factor,
-            configs: BTreeMap::new(),
+            num_partitions: -1,
+            replication_factor: -1,
+            ..Default::default()
         })
         .collect();
     if !specs.is_empty() {
@@ -86,9 +84,7 @@ fn lookup(view: &ClusterView, name: Option<&str>, id: &uuid::Uuid) -> MetadataRe
         Some(t) => topic_entry(t),
         None => {
             let code = match name {
-                Some(n) if controller::validate_topic_name(n).is_err() => {
-                    codes::INVALID_TOPIC_EXCEPTION
-                }
+                Some(n) if validate_topic_name(n).is_err() => codes::INVALID_TOPIC_EXCEPTION,
                 Some(_) => codes::UNKNOWN_TOPIC_OR_PARTITION,
                 None => codes::UNKNOWN_TOPIC_ID,
             };

@@ -11,12 +11,13 @@ mod produce;
 
 use std::rc::Rc;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use tracing::debug;
 
 use crate::server::{ConnInfo, Handler, Reply};
+use crate::wire;
 
 #[derive(Default)]
 pub struct Api {}
@@ -31,54 +32,38 @@ pub struct Ctx {
 
 impl Handler for Api {
     async fn handle(self: &Rc<Self>, _conn: &Rc<ConnInfo>, frame: Bytes) -> Reply {
-        let mut body = frame;
-        let Some((key_raw, version)) = peek_key_version(&body) else {
-            return Reply::Close;
-        };
-        let Ok(api_key) = ApiKey::try_from(key_raw) else {
-            debug!(key_raw, "unknown api key: closing");
-            return Reply::Close;
-        };
-        let header_version = api_key.request_header_version(version);
-        let header = match RequestHeader::decode(&mut body, header_version) {
+        let (header, body) = match wire::decode_header(frame) {
             Ok(h) => h,
             Err(e) => {
+                // Unknown api key or a header that does not parse: Kafka closes too.
                 debug!("bad request header: {e}");
                 return Reply::Close;
             }
         };
         let ctx = Ctx {
-            api_key,
-            version,
+            api_key: header.api_key,
+            version: header.api_version,
             correlation_id: header.correlation_id,
         };
-        if !crate::wire_versions::supported(api_key, version) {
-            return unsupported(ctx);
+        if ctx.api_key == ApiKey::ApiVersions {
+            // Answered for every version: an unsupported one gets the v0 body with
+            // UNSUPPORTED_VERSION and the supported list.
+            return match wire::encode_api_versions_response(ctx.correlation_id, ctx.version, 0) {
+                Ok(frame) => Reply::Ready(vec![frame]),
+                Err(e) => {
+                    tracing::error!("cannot encode ApiVersions: {e}");
+                    Reply::Close
+                }
+            };
+        }
+        // Produce v0-2 are listed but not served: the handler answers UNSUPPORTED_VERSION.
+        let listed_produce = ctx.api_key == ApiKey::Produce && (0..3).contains(&ctx.version);
+        if wire::check_version(ctx.api_key, ctx.version).is_err() && !listed_produce {
+            debug!(?ctx, "unsupported api version: closing");
+            return Reply::Close;
         }
         dispatch(ctx, body).await
     }
-}
-
-fn peek_key_version(frame: &Bytes) -> Option<(i16, i16)> {
-    if frame.len() < 8 {
-        return None;
-    }
-    Some((
-        i16::from_be_bytes([frame[0], frame[1]]),
-        i16::from_be_bytes([frame[2], frame[3]]),
-    ))
-}
-
-/// An API version outside the advertised range: ApiVersions answers with its v0 body
-/// (Kafka's rule, so the client can learn the range); other APIs close the connection,
-/// as Kafka does for a version it cannot parse.
-fn unsupported(ctx: Ctx) -> Reply {
-    if ctx.api_key == ApiKey::ApiVersions {
-        let resp = crate::wire_versions::api_versions_response(codes::UNSUPPORTED_VERSION);
-        return Reply::Ready(encode(Ctx { version: 0, ..ctx }, &resp));
-    }
-    debug!(?ctx, "unsupported version: closing");
-    Reply::Close
 }
 
 async fn dispatch(ctx: Ctx, body: Bytes) -> Reply {
@@ -95,13 +80,6 @@ async fn dispatch(ctx: Ctx, body: Bytes) -> Reply {
     }
     use kafka_protocol::messages::*;
     match ctx.api_key {
-        ApiKey::ApiVersions => {
-            let _req = decode!(ApiVersionsRequest);
-            Reply::Ready(encode(
-                ctx,
-                &crate::wire_versions::api_versions_response(codes::NONE),
-            ))
-        }
         ApiKey::Metadata => Reply::Ready(encode(
             ctx,
             &metadata::handle(ctx, decode!(MetadataRequest)).await,
@@ -148,27 +126,14 @@ async fn dispatch(ctx: Ctx, body: Bytes) -> Reply {
     }
 }
 
-/// Encode a response: size prefix, response header (v0 for ApiVersions always), body.
-/// Empty on an encoding failure, which closes the connection.
-pub fn encode<R: Encodable>(ctx: Ctx, body: &R) -> Vec<Bytes> {
-    let header_version = if ctx.api_key == ApiKey::ApiVersions {
-        0
-    } else {
-        ctx.api_key.response_header_version(ctx.version)
-    };
-    let header = ResponseHeader::default().with_correlation_id(ctx.correlation_id);
-    let mut buf = BytesMut::with_capacity(256);
-    buf.put_i32(0);
-    let encoded = header
-        .encode(&mut buf, header_version)
-        .and_then(|_| body.encode(&mut buf, ctx.version));
-    if let Err(e) = encoded {
-        // Our own response failed to encode: a bug, not bad input. An empty reply makes
-        // the connection close instead of leaving the client waiting.
-        tracing::error!(?ctx, "cannot encode response: {e}");
-        return Vec::new();
+/// Encode a response frame (size prefix, header, body). Empty on an encoding failure —
+/// a bug, not bad input — which closes the connection instead of leaving the client waiting.
+pub fn encode<R: Encodable + HeaderVersion>(ctx: Ctx, body: &R) -> Vec<Bytes> {
+    match wire::encode_response(ctx.correlation_id, ctx.api_key, ctx.version, body) {
+        Ok(frame) => vec![frame],
+        Err(e) => {
+            tracing::error!(?ctx, "cannot encode response: {e}");
+            Vec::new()
+        }
     }
-    let size = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&size.to_be_bytes());
-    vec![buf.freeze()]
 }

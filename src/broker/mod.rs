@@ -13,13 +13,18 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use futures::channel::oneshot;
-use shards::partition::Partition;
+use shards::partition::{OpenContext, Partition};
 use shards::table::{PartitionEntry, PartitionTable, TableUpdate};
 use shards::{ShardId, TopicPartition};
 use tracing::{info, warn};
 
 use crate::cluster::ClusterView;
 pub use settings::BrokerSettings;
+
+/// Recent batches kept in memory per shard, so caught-up readers never touch the disk.
+const TAIL_CACHE_BYTES_PER_SHARD: usize = 256 << 20;
+/// Appended but not yet written bytes per shard before producers are held back.
+const IN_FLIGHT_BYTES_PER_SHARD: usize = 64 << 20;
 
 /// Everything one shard owns or caches.
 pub struct ShardState {
@@ -29,6 +34,8 @@ pub struct ShardState {
     pub table: RefCell<PartitionTable>,
     /// Partitions whose home is this shard.
     pub partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
+    /// Storage, clock and memory budgets every partition of this shard opens with.
+    pub open_ctx: OpenContext,
 }
 
 thread_local! {
@@ -122,8 +129,19 @@ pub async fn install_view(view: Arc<ClusterView>) {
         .cloned()
         .collect();
     for tp in gone {
-        if let Some(p) = st.partitions.borrow_mut().remove(&tp) {
-            let _ = p.log().close().await;
+        let removed = st.partitions.borrow_mut().remove(&tp);
+        if let Some(p) = removed {
+            // The topic was deleted (or the partition moved to another shard, which needs
+            // the files: only delete when the topic is gone from the view).
+            let topic_gone = view.topic(&tp.topic).is_none_or(|t| t.id != p.topic_id);
+            let result = if topic_gone {
+                p.delete().await
+            } else {
+                p.close().await
+            };
+            if let Err(e) = result {
+                warn!(%tp, "closing removed partition: {e}");
+            }
         }
     }
 }
@@ -137,9 +155,7 @@ async fn open_partition(
 ) -> crate::error::Result<Rc<Partition>> {
     let dir = st.settings.data_dir.join(tp.dir_name());
     let config = st.settings.log_config(&topic.configs);
-    let flush = config.flush_policy;
-    let log = shards::log::Log::open(dir, topic_id, config).await?;
-    Ok(Partition::new(tp.clone(), topic_id, log, epoch, flush))
+    Ok(Partition::open(tp.clone(), topic_id, dir, config, epoch, &st.open_ctx).await?)
 }
 
 /// Run the broker until SIGINT/SIGTERM. Blocks the calling thread.
@@ -183,6 +199,24 @@ async fn shard_main(
     counter: Arc<crate::server::ConnectionCounter>,
     stop: oneshot::Receiver<()>,
 ) {
+    let storage = match shards::storage::DmaStorage::init(&settings.data_dir).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(
+                "cannot use data directory {}: {e}",
+                settings.data_dir.display()
+            );
+            std::process::exit(1);
+        }
+    };
+    let open_ctx = OpenContext {
+        storage,
+        clock: Rc::new(shards::clock::SystemClock),
+        budgets: shards::log::ShardBudgets::new(
+            TAIL_CACHE_BYTES_PER_SHARD,
+            IN_FLIGHT_BYTES_PER_SHARD,
+        ),
+    };
     let st = Rc::new(ShardState {
         id,
         settings: settings.clone(),
@@ -192,6 +226,7 @@ async fn shard_main(
         })),
         table: RefCell::new(PartitionTable::new(shards::runtime::shard_count())),
         partitions: RefCell::new(HashMap::new()),
+        open_ctx,
     });
     STATE.with(|s| *s.borrow_mut() = Some(st.clone()));
     if id.0 == 0 {
@@ -216,9 +251,12 @@ async fn shard_main(
     // Clean shutdown: close every local partition (flush, checkpoints, clean marker).
     let parts: Vec<_> = st.partitions.borrow_mut().drain().collect();
     for (tp, p) in parts {
-        if let Err(e) = p.log().close().await {
+        if let Err(e) = p.close().await {
             warn!(%tp, "close failed: {e}");
         }
+    }
+    if id.0 == 0 {
+        crate::controller::shutdown();
     }
     STATE.with(|s| *s.borrow_mut() = None);
 }

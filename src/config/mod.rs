@@ -12,7 +12,9 @@ mod describe;
 mod topic;
 
 pub use describe::{ConfigSource, ConfigSynonym, DescribedConfig};
-pub use registry::{broker_def, topic_def, ConfigDef, ConfigType, Scope, Synonym, Validator};
+pub use registry::{
+    broker_def, reference_markdown, topic_def, ConfigDef, ConfigType, Scope, Synonym, Validator,
+};
 pub use topic::{CleanupPolicy, EffectiveTopicConfig, TimestampType, TopicConfig};
 
 use std::collections::BTreeMap;
@@ -279,7 +281,7 @@ impl BrokerConfig {
             Some(path) => std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?,
             None => String::new(),
         };
-        let (mut config, mut warnings) = BrokerConfig::from_properties_str(&text)?;
+        let (mut config, mut warnings) = BrokerConfig::parse_unchecked(&text)?;
         for (key, value) in overrides {
             warnings.extend(config.set(key, value)?);
         }
@@ -289,12 +291,18 @@ impl BrokerConfig {
 
     /// Parses server.properties text.
     pub fn from_properties_str(text: &str) -> Result<(BrokerConfig, Vec<ConfigWarning>)> {
+        let (config, warnings) = BrokerConfig::parse_unchecked(text)?;
+        config.check_combinations()?;
+        Ok((config, warnings))
+    }
+
+    /// Parses without the cross-key rules, which must wait for the `--set` overrides.
+    fn parse_unchecked(text: &str) -> Result<(BrokerConfig, Vec<ConfigWarning>)> {
         let mut config = BrokerConfig::new();
         let mut warnings = Vec::new();
         for prop in properties::parse_properties(text)? {
             warnings.extend(config.set(&prop.key, &prop.value)?);
         }
-        config.check_combinations()?;
         Ok((config, warnings))
     }
 

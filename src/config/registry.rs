@@ -233,7 +233,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         &[syn("log.roll.jitter.ms"), Synonym { name: "log.roll.jitter.hours", to_topic_unit: HOUR_MS }],
         "The maximum random jitter subtracted from the scheduled segment roll time."),
     topic("segment.ms", T::Long, "604800000", V::AtLeast(1),
-        &[syn("log.roll.ms"), Synonym { name: "log.roll.hours", to_topic_unit: HOUR_MS }],
+        &[syn("log.roll.ms"), Synonym { name: "log.roll.hours", to_topic_unit: HOUR_MS }, syn("log.segment.ms")],
         "The period of time after which the log rolls a new segment even if the segment is not full."),
     topic("unclean.leader.election.enable", T::Bool, "false", V::None, &[syn("unclean.leader.election.enable")],
         "Whether replicas not in the ISR may be elected leader as a last resort, at the risk of data loss."),
@@ -322,6 +322,8 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         "The maximum size of a single log segment file."),
     broker("log.segment.delete.delay.ms", T::Long, Some("60000"), V::AtLeast(0),
         "The amount of time to wait before deleting a file from the filesystem."),
+    broker("log.segment.ms", T::Long, None, V::AtLeast(1),
+        "Riptide alias (named in issue 3) for the segment roll time in ms; log.roll.ms and log.roll.hours take precedence, as Kafka knows only those."),
     broker("max.connections", T::Int, Some(INT_MAX), V::AtLeast(0),
         "The maximum number of connections the broker accepts; further connections are refused."),
     broker("message.max.bytes", T::Int, Some("1048588"), V::AtLeast(0),
@@ -384,4 +386,37 @@ pub fn broker_synonym_group(name: &'static str) -> Vec<&'static str> {
         }
     }
     vec![name]
+}
+
+/// The config reference as Markdown tables (broker keys, then topic keys), generated from the
+/// registry so the README cannot drift from the code.
+pub fn reference_markdown() -> String {
+    let mut out = String::from(
+        "### Broker configs\n\n| Key | Type | Default | Description |\n|---|---|---|---|\n",
+    );
+    for def in BROKER_CONFIGS {
+        let default = def.default.unwrap_or("(none)");
+        out.push_str(&format!(
+            "| `{}` | {:?} | `{}` | {} |\n",
+            def.name, def.ty, default, def.doc
+        ));
+    }
+    out.push_str("\n### Topic configs\n\n| Key | Type | Default | Broker synonyms | Description |\n|---|---|---|---|---|\n");
+    for def in TOPIC_CONFIGS {
+        let synonyms: Vec<String> = def
+            .synonyms
+            .iter()
+            .map(|s| format!("`{}`", s.name))
+            .collect();
+        let default = def.default.unwrap_or("(none)");
+        out.push_str(&format!(
+            "| `{}` | {:?} | `{}` | {} | {} |\n",
+            def.name,
+            def.ty,
+            default,
+            synonyms.join(", "),
+            def.doc
+        ));
+    }
+    out
 }

@@ -174,6 +174,10 @@ fn retention_precedence_ms_over_minutes_over_hours() {
     assert_eq!(roll.topic_defaults().segment_ms(), 3_600_000);
     let roll_ms = broker("log.roll.hours=1\nlog.roll.ms=500");
     assert_eq!(roll_ms.topic_defaults().segment_ms(), 500);
+    let alias = broker("log.segment.ms=900");
+    assert_eq!(alias.topic_defaults().segment_ms(), 900);
+    let alias_loses = broker("log.segment.ms=900\nlog.roll.hours=2");
+    assert_eq!(alias_loses.topic_defaults().segment_ms(), 2 * 3_600_000);
     let flush = broker("log.flush.scheduler.interval.ms=700");
     assert_eq!(flush.topic_defaults().flush_ms(), 700);
     let flush_ms = broker("log.flush.scheduler.interval.ms=700\nlog.flush.interval.ms=50");
@@ -412,5 +416,18 @@ proptest::proptest! {
         proptest::prop_assert_eq!(ok, (1..=i64::from(i32::MAX)).contains(&n));
         let ok = TopicConfig::validate_entry("retention.ms", &n.to_string()).is_ok();
         proptest::prop_assert_eq!(ok, n >= -1);
+    }
+}
+
+#[test]
+fn reference_lists_every_key_once() {
+    let text = reference_markdown();
+    let (brokers, topics) = text.split_once("### Topic configs").unwrap();
+    for (section, table) in [(brokers, BROKER_CONFIGS), (topics, TOPIC_CONFIGS)] {
+        for def in table {
+            let row = format!("\n| `{}` |", def.name);
+            assert_eq!(section.matches(&row).count(), 1, "{}", def.name);
+        }
+        assert_eq!(section.matches("\n| `").count(), table.len());
     }
 }

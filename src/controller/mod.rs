@@ -1,8 +1,12 @@
 //! The controller: the single writer of cluster metadata, on shard 0. Every change
 //! (create/delete topics, partitions, configs, producer-id blocks) runs here, in order,
-//! becomes a new [`ClusterView`] and is installed on every shard before the call returns.
+//! through the [`MetadataStore`] (typed records in the local metadata log, fsync'd before
+//! the change is visible), becomes a new [`ClusterView`], and is installed on every shard
+//! before the call returns.
 //!
-//! Other shards reach it with [`call`], which forwards a closure to shard 0.
+//! Other shards reach it with [`call`], which forwards a closure to shard 0. The store does
+//! synchronous file I/O; metadata changes are rare and small, so shard 0 pays a few
+//! milliseconds per change rather than the code paying a second I/O path.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -10,21 +14,26 @@ use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use shards::{LeaderEpoch, ShardId, TopicId};
+use shards::{ShardId, TopicId};
 
 use crate::broker::state;
 use crate::cluster::{BrokerView, ClusterView, PartitionView, TopicView};
 use crate::error::{Error, Result};
+use crate::metadata::log::MetadataLogOptions;
+use crate::metadata::record::BrokerEndpoint;
+use crate::metadata::store::{AlterConfigOp, CreatedTopic, MetadataStore, NewTopic};
 
 /// The shard the controller runs on.
 pub const CONTROLLER_SHARD: ShardId = ShardId(0);
 
-/// Kafka's limit on topic name length.
-const TOPIC_NAME_LEN_MAX: usize = 249;
+/// Producer ids taken from the metadata log at a time.
+const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 
 struct Controller {
-    view: ClusterView,
-    next_producer_id: i64,
+    store: MetadataStore,
+    /// The unused part of the current producer-id block: `[next, end)`.
+    producer_id_next: i64,
+    producer_id_end: i64,
 }
 
 thread_local! {
@@ -47,29 +56,44 @@ where
     Ok(shards::runtime::invoke_on(CONTROLLER_SHARD, f).await?)
 }
 
-/// Load metadata and install the first view on every shard. Called on shard 0 at start.
+/// Open the metadata store (formatting the data directory on first start), register this
+/// broker, place partitions recorded without a shard, and install the first view on every
+/// shard. Called on shard 0 before any listener opens.
 pub async fn start() -> Result<()> {
     let st = state();
     let s = &st.settings;
-    let view = ClusterView {
-        revision: 0,
-        cluster_id: "riptide-cluster".into(),
-        controller_id: s.node_id,
-        brokers: vec![BrokerView {
-            node_id: s.node_id,
-            host: s.advertised_host.clone(),
-            port: s.advertised_port,
-            rack: None,
-        }],
-        ..Default::default()
+    let mut store = MetadataStore::open(&s.data_dir, s.node_id, MetadataLogOptions::default())?;
+    let endpoint = BrokerEndpoint {
+        name: "PLAINTEXT".into(),
+        host: s.advertised_host.clone(),
+        port: s.advertised_port as u16,
+        security_protocol: 0,
     };
+    store.register_broker(uuid::Uuid::new_v4(), vec![endpoint], None)?;
+    store.place_unplaced(shards::runtime::shard_count())?;
+    tracing::info!(
+        cluster_id = store.cluster_id(),
+        topics = store.image().topic_count(),
+        "metadata loaded"
+    );
+    let view = build_view(&store);
     CONTROLLER.with(|c| {
         *c.borrow_mut() = Some(Rc::new(RefCell::new(Controller {
-            view: view.clone(),
-            next_producer_id: 0,
+            store,
+            producer_id_next: 0,
+            producer_id_end: 0,
         })))
     });
     publish(view).await
+}
+
+/// Snapshot the metadata on clean shutdown so the next start replays nothing.
+pub fn shutdown() {
+    if let Some(c) = CONTROLLER.with(|c| c.borrow().clone()) {
+        if let Err(e) = c.borrow_mut().store.snapshot() {
+            tracing::warn!("metadata snapshot at shutdown failed: {e}");
+        }
+    }
 }
 
 async fn publish(view: ClusterView) -> Result<()> {
@@ -82,154 +106,73 @@ async fn publish(view: ClusterView) -> Result<()> {
     Ok(())
 }
 
-/// What CreateTopics asks for one topic, defaults already resolved.
-#[derive(Clone, Debug)]
-pub struct TopicSpec {
-    pub name: String,
-    pub partitions: i32,
-    pub replication_factor: i16,
-    pub configs: BTreeMap<String, String>,
-}
-
-/// Kafka's topic-name rule: 1..=249 of [a-zA-Z0-9._-], not "." or "..".
-pub fn validate_topic_name(name: &str) -> Result<()> {
-    let bad = |why: &str| Err(Error::InvalidTopic(name.to_string(), why.to_string()));
-    if name.is_empty() {
-        return bad("empty");
-    }
-    if name == "." || name == ".." {
-        return bad("'.' and '..' are not allowed");
-    }
-    if name.len() > TOPIC_NAME_LEN_MAX {
-        return bad("longer than 249 characters");
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
-    {
-        return bad("only ASCII alphanumerics, '.', '_' and '-' are allowed");
-    }
-    Ok(())
-}
-
-fn check_spec(view: &ClusterView, spec: &TopicSpec) -> Result<()> {
-    validate_topic_name(&spec.name)?;
-    check_topic_configs(&spec.configs)?;
-    if view.topics.contains_key(spec.name.as_str()) {
-        return Err(Error::TopicExists(spec.name.clone()));
-    }
-    if spec.partitions < 1 || spec.partitions > 100_000 {
-        return Err(Error::InvalidPartitions(format!(
-            "{} partitions",
-            spec.partitions
-        )));
-    }
-    if spec.replication_factor < 1 || spec.replication_factor as usize > view.brokers.len() {
-        return Err(Error::InvalidReplicationFactor(format!(
-            "replication factor {} larger than the {} available broker(s)",
-            spec.replication_factor,
-            view.brokers.len()
-        )));
-    }
-    Ok(())
-}
-
-/// Create topics (or only validate them). Results in request order.
-pub async fn create_topics(
-    specs: Vec<TopicSpec>,
-    validate_only: bool,
-) -> Result<Vec<Result<TopicId>>> {
-    call(move || async move {
-        let c = controller();
-        let mut results = Vec::with_capacity(specs.len());
-        let mut view = c.borrow().view.clone();
-        let mut changed = false;
-        for spec in &specs {
-            let r = check_spec(&view, spec).map(|_| {
-                let id = TopicId(uuid::Uuid::new_v4());
-                if !validate_only {
-                    add_topic(&mut view, spec, id);
-                    changed = true;
-                }
-                id
-            });
-            results.push(r);
-        }
-        if changed {
-            view.revision += 1;
-            c.borrow_mut().view = view.clone();
-            publish(view).await?;
-        }
-        Ok(results)
-    })
-    .await?
-}
-
-fn add_topic(view: &mut ClusterView, spec: &TopicSpec, id: TopicId) {
-    let mut table = shards::table::PartitionTable::new(shards::runtime::shard_count());
-    table.apply(0, &current_placement(view));
-    let shards_for = table.place(spec.partitions as usize);
-    let node = view.controller_id;
-    let name: Arc<str> = spec.name.as_str().into();
-    let partitions = (0..spec.partitions)
-        .map(|i| PartitionView {
-            index: i,
-            leader: node,
-            leader_epoch: LeaderEpoch(0),
-            replicas: vec![node],
-            isr: vec![node],
-            shard: shards_for[i as usize],
-        })
-        .collect();
-    let topic = TopicView {
-        name: name.clone(),
-        id,
-        internal: name.starts_with("__"),
-        partitions,
-        configs: spec.configs.clone(),
+/// The immutable view every shard reads, built from the metadata image.
+fn build_view(store: &MetadataStore) -> ClusterView {
+    let image = store.image();
+    let mut view = ClusterView {
+        revision: store.next_offset() as i64,
+        cluster_id: store.cluster_id().to_string(),
+        controller_id: store.node_id(),
+        ..Default::default()
     };
-    view.topic_names_by_id.insert(id.0, name.clone());
-    view.topics.insert(name, Arc::new(topic));
+    for b in image.brokers().filter(|b| !b.fenced) {
+        if let Some(l) = b.listeners.first() {
+            view.brokers.push(BrokerView {
+                node_id: b.id,
+                host: l.host.clone(),
+                port: l.port as i32,
+                rack: b.rack.clone(),
+            });
+        }
+    }
+    for t in image.topics() {
+        let name: Arc<str> = t.name.as_str().into();
+        let partitions = t
+            .partitions
+            .iter()
+            .map(|(index, p)| PartitionView {
+                index: *index,
+                leader: p.leader,
+                leader_epoch: p.leader_epoch,
+                replicas: p.replicas.clone(),
+                isr: p.isr.clone(),
+                shard: p.shard.unwrap_or(ShardId(0)),
+            })
+            .collect();
+        let configs: BTreeMap<String, String> = image
+            .topic_config(&t.name)
+            .overrides()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let topic = TopicView {
+            name: name.clone(),
+            id: t.id,
+            internal: t.name.starts_with("__"),
+            partitions,
+            configs,
+        };
+        view.topic_names_by_id.insert(t.id.0, name.clone());
+        view.topics.insert(name, Arc::new(topic));
+    }
+    view
 }
 
-/// Allocate one producer id (blocks of ids come later from the metadata log).
-pub async fn allocate_producer_id() -> Result<i64> {
-    call(|| async {
-        let c = controller();
-        let mut c = c.borrow_mut();
-        let id = c.next_producer_id;
-        c.next_producer_id += 1;
-        id
-    })
-    .await
-}
-
-/// An unknown or invalid topic config is INVALID_CONFIG, as in Kafka.
-pub fn check_topic_configs(configs: &BTreeMap<String, String>) -> Result<()> {
-    let st = state();
-    let topic = crate::config::TopicConfig::from_entries(
-        configs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    )
-    .map_err(|e| Error::InvalidConfig(e.to_string()))?;
-    topic
-        .validate_with(&st.settings.config)
-        .map_err(|e| Error::InvalidConfig(e.to_string()))
-}
-
-/// Run one change on the controller: `change` edits a copy of the view; a successful edit
-/// becomes the next revision and is installed on every shard before this returns.
-async fn change<R, F>(change: F) -> Result<R>
+/// Run one change against the store on the controller shard; when it changed the
+/// metadata, install the new view everywhere before returning.
+async fn change<R, F>(f: F) -> Result<R>
 where
     R: Send + 'static,
-    F: FnOnce(&mut ClusterView) -> Result<(R, bool)> + Send + 'static,
+    F: FnOnce(&mut MetadataStore) -> R + Send + 'static,
 {
     call(move || async move {
         let c = controller();
-        let mut view = c.borrow().view.clone();
-        let (result, changed) = change(&mut view)?;
-        if changed {
-            view.revision += 1;
-            c.borrow_mut().view = view.clone();
+        let before = c.borrow().store.next_offset();
+        let result = f(&mut c.borrow_mut().store);
+        let view = {
+            let c = c.borrow();
+            (c.store.next_offset() != before).then(|| build_view(&c.store))
+        };
+        if let Some(view) = view {
             publish(view).await?;
         }
         Ok(result)
@@ -237,109 +180,109 @@ where
     .await?
 }
 
-/// Delete topics by name; results in request order.
-pub async fn delete_topics(names: Vec<String>) -> Result<Vec<Result<TopicId>>> {
-    change(move |view| {
-        let mut changed = false;
-        let results = names
+/// Create topics (or only validate them). Results in request order.
+pub async fn create_topics(
+    specs: Vec<NewTopic>,
+    validate_only: bool,
+) -> Result<Vec<Result<CreatedTopic>>> {
+    change(move |store| {
+        let st = state();
+        let shard_count = shards::runtime::shard_count();
+        specs
             .iter()
-            .map(|name| match view.topics.remove(name.as_str()) {
-                Some(t) => {
-                    view.topic_names_by_id.remove(&t.id.0);
-                    changed = true;
-                    Ok(t.id)
-                }
-                None => Err(Error::UnknownTopicOrPartition(name.clone())),
+            .map(|spec| {
+                store
+                    .create_topic(spec, &st.settings.config, shard_count, validate_only)
+                    .map_err(Error::from)
             })
-            .collect();
-        Ok((results, changed))
+            .collect()
     })
     .await
 }
 
-/// Grow a topic to `count` partitions (Kafka never shrinks one).
+/// Delete topics by name or id; results in request order.
+pub async fn delete_topics(
+    asks: Vec<(Option<String>, TopicId)>,
+) -> Result<Vec<Result<(String, TopicId)>>> {
+    change(move |store| {
+        asks.iter()
+            .map(|(name, id)| {
+                let removed = match name {
+                    Some(n) => store.delete_topic(n),
+                    None => store.delete_topic_by_id(*id),
+                };
+                removed.map(|t| (t.name, t.id)).map_err(Error::from)
+            })
+            .collect()
+    })
+    .await
+}
+
+/// Grow topics to the given partition counts (Kafka never shrinks one).
 pub async fn create_partitions(
-    requests: Vec<(String, i32)>,
+    asks: Vec<(String, i32)>,
     validate_only: bool,
 ) -> Result<Vec<Result<()>>> {
-    change(move |view| {
-        let mut changed = false;
-        let mut results = Vec::with_capacity(requests.len());
-        for (name, count) in &requests {
-            let r = grow_topic(view, name, *count, validate_only);
-            changed |= r.is_ok() && !validate_only;
-            results.push(r);
+    change(move |store| {
+        let shard_count = shards::runtime::shard_count();
+        asks.iter()
+            .map(|(name, total)| {
+                store
+                    .create_partitions(name, *total, None, shard_count, validate_only)
+                    .map(|_| ())
+                    .map_err(Error::from)
+            })
+            .collect()
+    })
+    .await
+}
+
+/// AlterConfigs for a topic: `entries` replace its whole override set.
+pub async fn alter_topic_configs(
+    name: String,
+    entries: Vec<(String, Option<String>)>,
+    validate_only: bool,
+) -> Result<()> {
+    change(move |store| {
+        let st = state();
+        store
+            .alter_topic_configs(&name, &entries, &st.settings.config, validate_only)
+            .map(|_| ())
+            .map_err(Error::from)
+    })
+    .await?
+}
+
+/// IncrementalAlterConfigs for a topic.
+pub async fn incremental_alter_topic_configs(
+    name: String,
+    ops: Vec<AlterConfigOp>,
+    validate_only: bool,
+) -> Result<()> {
+    change(move |store| {
+        let st = state();
+        store
+            .incremental_alter_topic_configs(&name, &ops, &st.settings.config, validate_only)
+            .map(|_| ())
+            .map_err(Error::from)
+    })
+    .await?
+}
+
+/// One producer id for a non-transactional producer. Ids come from blocks recorded in the
+/// metadata log, so they stay unique across restarts (and, later, across brokers).
+pub async fn allocate_producer_id() -> Result<i64> {
+    call(|| async {
+        let c = controller();
+        let mut c = c.borrow_mut();
+        if c.producer_id_next >= c.producer_id_end {
+            let block = c.store.allocate_producer_id_block(PRODUCER_ID_BLOCK_SIZE)?;
+            c.producer_id_next = block.first_id;
+            c.producer_id_end = block.first_id + block.size;
         }
-        Ok((results, changed))
+        let id = c.producer_id_next;
+        c.producer_id_next += 1;
+        Ok(id)
     })
-    .await
-}
-
-fn grow_topic(view: &mut ClusterView, name: &str, count: i32, validate_only: bool) -> Result<()> {
-    let topic = view
-        .topics
-        .get(name)
-        .ok_or_else(|| Error::UnknownTopicOrPartition(name.to_string()))?
-        .clone();
-    let current = topic.partitions.len() as i32;
-    if count <= current {
-        return Err(Error::InvalidPartitions(format!(
-            "topic {name} has {current} partitions; the new count {count} must be larger"
-        )));
-    }
-    if count > 100_000 {
-        return Err(Error::InvalidPartitions(format!("{count} partitions")));
-    }
-    if validate_only {
-        return Ok(());
-    }
-    let mut table = shards::table::PartitionTable::new(shards::runtime::shard_count());
-    table.apply(0, &current_placement(view));
-    let placed = table.place((count - current) as usize);
-    let node = view.controller_id;
-    let mut t = (*topic).clone();
-    for (i, shard) in (current..count).zip(placed) {
-        t.partitions.push(PartitionView {
-            index: i,
-            leader: node,
-            leader_epoch: LeaderEpoch(0),
-            replicas: vec![node],
-            isr: vec![node],
-            shard,
-        });
-    }
-    view.topics.insert(t.name.clone(), Arc::new(t));
-    Ok(())
-}
-
-fn current_placement(view: &ClusterView) -> Vec<shards::table::TableUpdate> {
-    view.topics
-        .values()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(move |p| shards::table::TableUpdate::Upsert {
-                    tp: shards::TopicPartition::new(t.name.clone(), p.index),
-                    entry: shards::table::PartitionEntry {
-                        topic_id: t.id,
-                        recorded_shard: p.shard,
-                    },
-                })
-        })
-        .collect()
-}
-
-/// Replace a topic's overrides with `configs` (validated by the caller).
-pub async fn set_topic_configs(name: String, configs: BTreeMap<String, String>) -> Result<()> {
-    change(move |view| {
-        let topic = view
-            .topics
-            .get(name.as_str())
-            .ok_or_else(|| Error::UnknownTopicOrPartition(name.clone()))?;
-        let mut t = (**topic).clone();
-        t.configs = configs;
-        view.topics.insert(t.name.clone(), Arc::new(t));
-        Ok(((), true))
-    })
-    .await
+    .await?
 }

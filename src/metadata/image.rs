@@ -286,6 +286,11 @@ impl MetadataImage {
         self.topics.values()
     }
 
+    /// Topics in name order (Metadata responses list them so).
+    pub fn topics_by_name(&self) -> impl Iterator<Item = &TopicImage> {
+        self.topic_ids.values().map(|id| &self.topics[id])
+    }
+
     pub fn topic_count(&self) -> usize {
         self.topics.len()
     }

@@ -70,6 +70,11 @@ pub struct MetadataLog {
     active_base: u64,
     next_offset: u64,
     records_since_snapshot: u64,
+    /// Bytes of the active segment that hold whole batches.
+    active_len: u64,
+    /// Set when an append failed and the file could not be restored, or fsync failed (the
+    /// page cache can no longer be trusted): no further appends.
+    poisoned: bool,
     options: MetadataLogOptions,
 }
 
@@ -283,6 +288,20 @@ impl MetadataLog {
         for (index, base) in listing.segments.iter().enumerate() {
             let path = metadata_dir.join(segment_name(*base));
             let is_last = Some(index) == last_index;
+            // A segment wholly covered by the snapshot is kept only as a fallback; don't read it.
+            let covered = listing
+                .segments
+                .get(index + 1)
+                .is_some_and(|end| *end <= next_offset);
+            if covered {
+                continue;
+            }
+            if *base > next_offset {
+                return Err(corrupt(
+                    &path,
+                    format!("segment starts at {base}, records end at {next_offset}"),
+                ));
+            }
             Self::replay_segment(&path, is_last, &mut image, &mut next_offset, &mut report)?;
         }
         let (active_base, active_path) = match listing.segments.last() {
@@ -301,7 +320,7 @@ impl MetadataLog {
             .append(true)
             .open(&active_path)
             .map_err(io(&active_path))?;
-        active.seek(SeekFrom::End(0)).map_err(io(&active_path))?;
+        let active_len = active.seek(SeekFrom::End(0)).map_err(io(&active_path))?;
         let log = MetadataLog {
             dir: metadata_dir.to_path_buf(),
             active,
@@ -309,6 +328,8 @@ impl MetadataLog {
             active_base,
             next_offset,
             records_since_snapshot: report.records_replayed,
+            active_len,
+            poisoned: false,
             options,
         };
         Ok((log, image, report))
@@ -417,8 +438,24 @@ impl MetadataLog {
             )));
         }
         let path = &self.active_path;
-        self.active.write_all(&frame).map_err(io(path))?;
-        self.active.sync_data().map_err(io(path))?;
+        if self.poisoned {
+            return Err(Error::Closed);
+        }
+        if let Err(e) = self.active.write_all(&frame) {
+            // Cut the partial frame, or a later good batch would sit behind a torn one and be
+            // dropped with the "torn tail" on recovery.
+            let restored = self
+                .active
+                .set_len(self.active_len)
+                .and_then(|_| self.active.sync_data());
+            self.poisoned = restored.is_err();
+            return Err(Error::io(path, e));
+        }
+        if let Err(e) = self.active.sync_data() {
+            self.poisoned = true;
+            return Err(Error::io(path, e));
+        }
+        self.active_len += frame.len() as u64;
         self.next_offset += records.len() as u64;
         self.records_since_snapshot += records.len() as u64;
         Ok(base)
@@ -453,6 +490,7 @@ impl MetadataLog {
             self.active = file;
             self.active_path = path;
             self.active_base = offset;
+            self.active_len = 0;
         }
         self.remove_old_files()
     }

@@ -183,7 +183,11 @@ impl MetadataStore {
         }
         self.log.append(&records)?;
         self.image = next;
-        self.log.maybe_snapshot(&self.image)?;
+        // The records are durable: a failed snapshot costs replay time later, not data, so it
+        // must not turn this append into an error.
+        if let Err(error) = self.log.maybe_snapshot(&self.image) {
+            tracing::warn!(%error, "metadata snapshot failed; retried after the next append");
+        }
         Ok(())
     }
 
@@ -331,7 +335,7 @@ impl MetadataStore {
                 "replication factor {replication} must be positive"
             )));
         }
-        Ok(self.round_robin(0, partitions, replication)?)
+        self.round_robin(0, partitions, replication)
     }
 
     fn round_robin(&self, first: i32, count: i32, replication: i16) -> Result<Vec<Vec<NodeId>>> {

@@ -14,7 +14,8 @@ use crate::error::{Error, Result};
 use bytes::{BufMut, Bytes};
 
 /// A decoded record. `key`, `value` and header values are slices of the batch (or of its
-/// decompressed data), not copies.
+/// decompressed data), not copies. Header keys are decoded lossily (invalid UTF-8 becomes
+/// U+FFFD), as the Java client and broker do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     pub offset_delta: i32,
@@ -218,9 +219,8 @@ pub(super) fn decode_all(data: &Bytes, count: i32) -> Result<Vec<Record>> {
         previous_delta = r.offset_delta as i64;
         let mut headers = Vec::with_capacity(r.headers.len());
         for (key, value) in r.headers {
-            let key = std::str::from_utf8(key)
-                .map_err(|_| corrupt("header key is not UTF-8"))?
-                .to_owned();
+            // Lossy, as Java's `new String(bytes, UTF_8)`: Kafka accepts any bytes here.
+            let key = String::from_utf8_lossy(key).into_owned();
             headers.push((key, value.map(|v| data.slice_ref(v))));
         }
         records.push(Record {

@@ -109,6 +109,19 @@ fn fix_crc(batch: &mut [u8]) {
 }
 
 #[test]
+fn invalid_utf8_header_key_is_accepted_lossily() {
+    // Record: attributes 0, tsDelta 0, offsetDelta 0, key null, value null, 1 header with
+    // the 1-byte key 0xff and a null value.
+    let body = [0u8, 0, 0, 0x01, 0x01, 0x02, 0x02, 0xff, 0x01];
+    let mut data = vec![(body.len() as u8) << 1];
+    data.extend_from_slice(&body);
+    let batch = batch_from_records(&data, 1, Compression::None);
+    validate_produced(&batch, MAX).unwrap();
+    let records = records(&batch, MAX).unwrap();
+    assert_eq!(records[0].headers, vec![("\u{fffd}".to_string(), None)]);
+}
+
+#[test]
 fn header_accessors() {
     let batch = BatchBuilder::new(Compression::Zstd)
         .producer(7, 3, i32::MAX - 1)
@@ -552,7 +565,37 @@ proptest! {
         // Keep the CRC right so the deeper checks run.
         fix_crc(&mut bad);
         let bad = Bytes::from(bad);
-        let _ = validate_produced(&bad, MAX);
-        let _ = records(&bad, MAX);
+        let produced = validate_produced(&bad, MAX);
+        let decoded = records(&bad, MAX);
+        if let Ok(h) = produced {
+            // What the broker accepts it can read back (compressed ones are not scanned).
+            prop_assert!(validate_stored(&bad).is_ok());
+            if h.compression().unwrap() == Compression::None {
+                prop_assert_eq!(decoded.unwrap().len(), h.record_count as usize);
+            }
+        }
+    }
+}
+
+/// Writes valid batches of every codec as a fuzzing seed corpus into the directory named by
+/// `RIPTIDE_FUZZ_SEEDS` (see fuzz/README.md). Ignored: it is a tool, not a test.
+#[test]
+#[ignore]
+fn write_fuzz_seeds() {
+    let dir = std::env::var("RIPTIDE_FUZZ_SEEDS").expect("set RIPTIDE_FUZZ_SEEDS");
+    std::fs::create_dir_all(&dir).unwrap();
+    for codec in Compression::ALL {
+        let mut b = BatchBuilder::new(codec).producer(1, 0, 0);
+        for i in 0..3u8 {
+            b.push(
+                Some(&[i]),
+                Some(b"value"),
+                &[("h", Some(b"v"))],
+                1_000 + i as i64,
+            );
+        }
+        let batch = b.build();
+        validate_produced(&batch, MAX).unwrap();
+        std::fs::write(format!("{dir}/{codec:?}.bin"), &batch).unwrap();
     }
 }
