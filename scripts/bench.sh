@@ -161,9 +161,9 @@ run_row() {
 # --- build ------------------------------------------------------------------------------
 log "building release binaries"
 if [[ $SKIP_RIPTIDE == 1 ]]; then
-    cargo build --release -p perf --bin riptide-perf
+    cargo build --release -p perf --features rdkafka --bin riptide-perf
 else
-    cargo build --release -p perf --bin riptide-perf
+    cargo build --release -p perf --features rdkafka --bin riptide-perf
     cargo build --release --bin riptide
 fi
 [[ $PEER == tansu ]] && scripts/peer-tansu.sh install

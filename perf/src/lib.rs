@@ -9,6 +9,7 @@ pub mod batch;
 pub mod native;
 pub mod plot;
 pub mod procfs;
+#[cfg(feature = "rdkafka")]
 pub mod rdk;
 pub mod report;
 pub mod runner;

@@ -217,8 +217,14 @@ fn spawn_clients(
             match (driver, producer) {
                 (Driver::Native, true) => crate::native::run_producer(ctx),
                 (Driver::Native, false) => crate::native::run_consumer(ctx),
-                (Driver::Rdkafka, true) => crate::rdk::run_producer(ctx),
-                (Driver::Rdkafka, false) => crate::rdk::run_consumer(ctx),
+                #[cfg(feature = "rdkafka")]
+            (Driver::Rdkafka, true) => crate::rdk::run_producer(ctx),
+                #[cfg(feature = "rdkafka")]
+            (Driver::Rdkafka, false) => crate::rdk::run_consumer(ctx),
+            #[cfg(not(feature = "rdkafka"))]
+            (Driver::Rdkafka, _) => {
+                anyhow::bail!("this riptide-perf was built without the librdkafka driver: rebuild with --features rdkafka")
+            }
             }
         })?);
     }

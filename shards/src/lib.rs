@@ -9,6 +9,8 @@ pub mod batch;
 pub mod clock;
 pub mod error;
 pub mod log;
+pub mod partition;
+pub mod producer_state;
 pub mod runtime;
 pub mod storage;
 pub mod table;

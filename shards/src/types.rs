@@ -63,7 +63,10 @@ pub struct TopicPartition {
 
 impl TopicPartition {
     pub fn new(topic: impl Into<std::sync::Arc<str>>, partition: i32) -> Self {
-        TopicPartition { topic: topic.into(), partition }
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
     }
     /// Kafka's partition directory name: `<topic>-<partition>`.
     pub fn dir_name(&self) -> String {

@@ -292,21 +292,21 @@ impl Encodable for NodeEndpoint {
             types::Int32.encode(buf, &self.node_id)?;
         } else {
             if self.node_id != 0 {
-                bail!("A field is set that is not available on the selected protocol version");
+                /* riptide: dropped silently for responses */
             }
         }
         if version >= 1 {
             types::CompactString.encode(buf, &self.host)?;
         } else {
             if !self.host.is_empty() {
-                bail!("A field is set that is not available on the selected protocol version");
+                /* riptide: dropped silently for responses */
             }
         }
         if version >= 1 {
             types::UInt16.encode(buf, &self.port)?;
         } else {
             if self.port != 0 {
-                bail!("A field is set that is not available on the selected protocol version");
+                /* riptide: dropped silently for responses */
             }
         }
         if version >= 1 {
@@ -329,21 +329,21 @@ impl Encodable for NodeEndpoint {
             total_size += types::Int32.compute_size(&self.node_id)?;
         } else {
             if self.node_id != 0 {
-                bail!("A field is set that is not available on the selected protocol version");
+                /* riptide: dropped silently for responses */
             }
         }
         if version >= 1 {
             total_size += types::CompactString.compute_size(&self.host)?;
         } else {
             if !self.host.is_empty() {
-                bail!("A field is set that is not available on the selected protocol version");
+                /* riptide: dropped silently for responses */
             }
         }
         if version >= 1 {
             total_size += types::UInt16.compute_size(&self.port)?;
         } else {
             if self.port != 0 {
-                bail!("A field is set that is not available on the selected protocol version");
+                /* riptide: dropped silently for responses */
             }
         }
         if version >= 1 {

@@ -213,14 +213,14 @@ impl Encodable for CreateDelegationTokenResponse {
             types::CompactString.encode(buf, &self.token_requester_principal_type)?;
         } else {
             if !self.token_requester_principal_type.is_empty() {
-                bail!("A field is set that is not available on the selected protocol version");
+                /* riptide: dropped silently for responses */
             }
         }
         if version >= 3 {
             types::CompactString.encode(buf, &self.token_requester_principal_name)?;
         } else {
             if !self.token_requester_principal_name.is_empty() {
-                bail!("A field is set that is not available on the selected protocol version");
+                /* riptide: dropped silently for responses */
             }
         }
         types::Int64.encode(buf, &self.issue_timestamp_ms)?;
@@ -269,7 +269,7 @@ impl Encodable for CreateDelegationTokenResponse {
                 types::CompactString.compute_size(&self.token_requester_principal_type)?;
         } else {
             if !self.token_requester_principal_type.is_empty() {
-                bail!("A field is set that is not available on the selected protocol version");
+                /* riptide: dropped silently for responses */
             }
         }
         if version >= 3 {
@@ -277,7 +277,7 @@ impl Encodable for CreateDelegationTokenResponse {
                 types::CompactString.compute_size(&self.token_requester_principal_name)?;
         } else {
             if !self.token_requester_principal_name.is_empty() {
-                bail!("A field is set that is not available on the selected protocol version");
+                /* riptide: dropped silently for responses */
             }
         }
         total_size += types::Int64.compute_size(&self.issue_timestamp_ms)?;

@@ -122,7 +122,7 @@ impl Encodable for DescribeClusterBroker {
             types::Boolean.encode(buf, &self.is_fenced)?;
         } else {
             if self.is_fenced {
-                bail!("A field is set that is not available on the selected protocol version");
+                /* riptide: dropped silently for responses */
             }
         }
         let num_tagged_fields = self.unknown_tagged_fields.len();
@@ -147,7 +147,7 @@ impl Encodable for DescribeClusterBroker {
             total_size += types::Boolean.compute_size(&self.is_fenced)?;
         } else {
             if self.is_fenced {
-                bail!("A field is set that is not available on the selected protocol version");
+                /* riptide: dropped silently for responses */
             }
         }
         let num_tagged_fields = self.unknown_tagged_fields.len();
@@ -362,7 +362,7 @@ impl Encodable for DescribeClusterResponse {
             types::Int8.encode(buf, &self.endpoint_type)?;
         } else {
             if self.endpoint_type != 1 {
-                bail!("A field is set that is not available on the selected protocol version");
+                /* riptide: dropped silently for responses */
             }
         }
         types::CompactString.encode(buf, &self.cluster_id)?;
@@ -390,7 +390,7 @@ impl Encodable for DescribeClusterResponse {
             total_size += types::Int8.compute_size(&self.endpoint_type)?;
         } else {
             if self.endpoint_type != 1 {
-                bail!("A field is set that is not available on the selected protocol version");
+                /* riptide: dropped silently for responses */
             }
         }
         total_size += types::CompactString.compute_size(&self.cluster_id)?;

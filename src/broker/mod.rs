@@ -1,0 +1,289 @@
+//! The broker process: starts the shards, gives each its state, a listener and the
+//! current cluster view, and shuts them down cleanly on SIGINT/SIGTERM.
+//!
+//! Per-shard state lives in a thread-local [`ShardState`]; handlers reach it with
+//! [`state()`]. Partitions are opened on their home shard only.
+
+pub mod settings;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures::channel::oneshot;
+use shards::partition::{OpenContext, Partition};
+use shards::table::{PartitionEntry, PartitionTable, TableUpdate};
+use shards::{ShardId, TopicPartition};
+use tracing::{info, warn};
+
+use crate::cluster::ClusterView;
+pub use settings::BrokerSettings;
+
+/// Recent batches kept in memory per shard, so caught-up readers never touch the disk.
+const TAIL_CACHE_BYTES_PER_SHARD: usize = 256 << 20;
+/// Appended but not yet written bytes per shard before producers are held back.
+const IN_FLIGHT_BYTES_PER_SHARD: usize = 64 << 20;
+
+/// Everything one shard owns or caches.
+pub struct ShardState {
+    pub id: ShardId,
+    pub settings: Arc<BrokerSettings>,
+    pub view: RefCell<Arc<ClusterView>>,
+    pub table: RefCell<PartitionTable>,
+    /// Partitions whose home is this shard.
+    pub partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
+    /// Storage, clock and memory budgets every partition of this shard opens with.
+    pub open_ctx: OpenContext,
+}
+
+thread_local! {
+    static STATE: RefCell<Option<Rc<ShardState>>> = const { RefCell::new(None) };
+}
+
+/// This shard's state. Panics off a broker shard (a programming error).
+pub fn state() -> Rc<ShardState> {
+    STATE
+        .with(|s| s.borrow().clone())
+        .expect("broker state not initialised on this shard")
+}
+
+impl ShardState {
+    pub fn view(&self) -> Arc<ClusterView> {
+        self.view.borrow().clone()
+    }
+
+    pub fn shard_of(&self, tp: &TopicPartition) -> Option<ShardId> {
+        self.table.borrow().shard_of(tp)
+    }
+
+    pub fn local_partition(&self, tp: &TopicPartition) -> Option<Rc<Partition>> {
+        self.partitions.borrow().get(tp).cloned()
+    }
+}
+
+/// Install a new cluster view on this shard: update the table, open partitions that are
+/// now homed here, close the ones that left. Views older than the current are ignored.
+pub async fn install_view(view: Arc<ClusterView>) {
+    let st = state();
+    if view.revision <= st.view.borrow().revision && st.view.borrow().revision >= 0 {
+        return;
+    }
+    let mut updates = Vec::new();
+    let mut wanted: HashMap<
+        TopicPartition,
+        (
+            shards::TopicId,
+            shards::LeaderEpoch,
+            Arc<crate::cluster::TopicView>,
+        ),
+    > = HashMap::new();
+    {
+        let table = st.table.borrow();
+        for topic in view.topics.values() {
+            for p in &topic.partitions {
+                let tp = TopicPartition::new(topic.name.clone(), p.index);
+                let entry = PartitionEntry {
+                    topic_id: topic.id,
+                    recorded_shard: p.shard,
+                };
+                if table.get(&tp) != Some(&entry) {
+                    updates.push(TableUpdate::Upsert {
+                        tp: tp.clone(),
+                        entry,
+                    });
+                }
+                wanted.insert(tp, (topic.id, p.leader_epoch, topic.clone()));
+            }
+        }
+        for (tp, _) in table.iter() {
+            if !wanted.contains_key(tp) {
+                updates.push(TableUpdate::Remove { tp: tp.clone() });
+            }
+        }
+    }
+    st.table.borrow_mut().apply(view.revision, &updates);
+    *st.view.borrow_mut() = view.clone();
+
+    let owned = st.table.borrow().owned_by(st.id);
+    for tp in owned {
+        if st.partitions.borrow().contains_key(&tp) {
+            continue;
+        }
+        let Some((topic_id, epoch, topic)) = wanted.get(&tp).cloned() else {
+            continue;
+        };
+        match open_partition(&st, &tp, topic_id, epoch, &topic).await {
+            Ok(p) => {
+                st.partitions.borrow_mut().insert(tp, p);
+            }
+            Err(e) => warn!(%tp, "cannot open partition: {e}"),
+        }
+    }
+    let gone: Vec<TopicPartition> = st
+        .partitions
+        .borrow()
+        .keys()
+        .filter(|tp| !wanted.contains_key(*tp))
+        .cloned()
+        .collect();
+    for tp in gone {
+        let removed = st.partitions.borrow_mut().remove(&tp);
+        if let Some(p) = removed {
+            // The topic was deleted (or the partition moved to another shard, which needs
+            // the files: only delete when the topic is gone from the view).
+            let topic_gone = view.topic(&tp.topic).is_none_or(|t| t.id != p.topic_id);
+            let result = if topic_gone {
+                p.delete().await
+            } else {
+                p.close().await
+            };
+            if let Err(e) = result {
+                warn!(%tp, "closing removed partition: {e}");
+            }
+        }
+    }
+}
+
+async fn open_partition(
+    st: &ShardState,
+    tp: &TopicPartition,
+    topic_id: shards::TopicId,
+    epoch: shards::LeaderEpoch,
+    topic: &crate::cluster::TopicView,
+) -> crate::error::Result<Rc<Partition>> {
+    let dir = st.settings.data_dir.join(tp.dir_name());
+    let config = st.settings.log_config(&topic.configs);
+    Ok(Partition::open(tp.clone(), topic_id, dir, config, epoch, &st.open_ctx).await?)
+}
+
+/// Run the broker until SIGINT/SIGTERM. Blocks the calling thread.
+pub fn run(settings: BrokerSettings) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let runtime_config = shards::runtime::RuntimeConfig {
+        shard_count: settings.shard_count,
+        pin: settings.pin,
+        ..Default::default()
+    };
+    let counter = Arc::new(crate::server::ConnectionCounter::default());
+    let (stop_txs, stop_rxs): (Vec<_>, Vec<_>) = (0..settings.shard_count)
+        .map(|_| oneshot::channel::<()>())
+        .unzip();
+    let stop_rxs = Arc::new(std::sync::Mutex::new(
+        stop_rxs.into_iter().map(Some).collect::<Vec<_>>(),
+    ));
+    let s = settings.clone();
+    let runtime = shards::runtime::Runtime::start(&runtime_config, move |id| {
+        let settings = s.clone();
+        let counter = counter.clone();
+        let stop = stop_rxs.lock().expect("stop list")[id.0 as usize]
+            .take()
+            .expect("one stop per shard");
+        async move { shard_main(id, settings, counter, stop).await }
+    })?;
+    wait_for_signal();
+    info!("shutting down");
+    for tx in stop_txs {
+        let _ = tx.send(());
+    }
+    runtime.join()?;
+    info!("stopped");
+    Ok(())
+}
+
+async fn shard_main(
+    id: ShardId,
+    settings: Arc<BrokerSettings>,
+    counter: Arc<crate::server::ConnectionCounter>,
+    stop: oneshot::Receiver<()>,
+) {
+    let storage = match shards::storage::DmaStorage::init(&settings.data_dir).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(
+                "cannot use data directory {}: {e}",
+                settings.data_dir.display()
+            );
+            std::process::exit(1);
+        }
+    };
+    let open_ctx = OpenContext {
+        storage,
+        clock: Rc::new(shards::clock::SystemClock),
+        budgets: shards::log::ShardBudgets::new(
+            TAIL_CACHE_BYTES_PER_SHARD,
+            IN_FLIGHT_BYTES_PER_SHARD,
+        ),
+    };
+    let st = Rc::new(ShardState {
+        id,
+        settings: settings.clone(),
+        view: RefCell::new(Arc::new(ClusterView {
+            revision: -1,
+            ..Default::default()
+        })),
+        table: RefCell::new(PartitionTable::new(shards::runtime::shard_count())),
+        partitions: RefCell::new(HashMap::new()),
+        open_ctx,
+    });
+    STATE.with(|s| *s.borrow_mut() = Some(st.clone()));
+    if id.0 == 0 {
+        // The controller lives on shard 0: it loads metadata and pushes the first view
+        // to every shard before any listener opens.
+        if let Err(e) = crate::controller::start().await {
+            tracing::error!("controller failed to start: {e}");
+            std::process::exit(1);
+        }
+    }
+    let addr: SocketAddr = settings.listen_addr;
+    let handler = Rc::new(crate::api::Api::default());
+    let stop = async move {
+        let _ = stop.await;
+    };
+    if let Err(e) =
+        crate::server::serve(addr, handler, settings.server_limits(), counter, stop).await
+    {
+        tracing::error!(%addr, "listener failed: {e}");
+        std::process::exit(1);
+    }
+    // Clean shutdown: close every local partition (flush, checkpoints, clean marker).
+    let parts: Vec<_> = st.partitions.borrow_mut().drain().collect();
+    for (tp, p) in parts {
+        if let Err(e) = p.close().await {
+            warn!(%tp, "close failed: {e}");
+        }
+    }
+    if id.0 == 0 {
+        crate::controller::shutdown();
+    }
+    STATE.with(|s| *s.borrow_mut() = None);
+}
+
+/// Wait for SIGINT or SIGTERM. Works because `block_shutdown_signals` blocked both before
+/// any shard thread existed, so no other thread consumes them.
+fn wait_for_signal() {
+    // SAFETY: sigwait on a properly initialised set of signals blocked in every thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let mut sig: libc::c_int = 0;
+        libc::sigwait(&set, &mut sig);
+    }
+}
+
+/// Block SIGINT and SIGTERM in the calling thread; threads spawned afterwards inherit the
+/// mask, so only [`run`]'s `sigwait` receives them. Call first thing in `main`.
+pub fn block_shutdown_signals() {
+    // SAFETY: manipulating this thread's signal mask with a properly initialised set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}

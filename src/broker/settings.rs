@@ -1,0 +1,121 @@
+//! The broker's resolved settings: what the shards, the server and the API layer read.
+//! Built once from the validated [`BrokerConfig`]; plain data, `Send + Sync`.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use shards::batch::TimestampType;
+use shards::log::{FlushPolicy, LogConfig};
+use shards::NodeId;
+
+use crate::config::{self, BrokerConfig, TopicConfig};
+use crate::server::ServerLimits;
+
+#[derive(Clone, Debug)]
+pub struct BrokerSettings {
+    pub config: BrokerConfig,
+    pub node_id: NodeId,
+    pub listen_addr: SocketAddr,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub data_dir: PathBuf,
+    pub shard_count: u16,
+    pub pin: bool,
+    pub num_partitions: i32,
+    pub default_replication_factor: i16,
+    pub auto_create_topics: bool,
+    pub request_bytes_max: usize,
+    pub connections_max: usize,
+    pub idle_ms_max: u64,
+}
+
+impl BrokerSettings {
+    pub fn from_config(config: BrokerConfig) -> Result<BrokerSettings, String> {
+        let listener = config
+            .listeners()
+            .into_iter()
+            .next()
+            .ok_or("listeners: at least one listener is required")?;
+        let host = if listener.host.is_empty() {
+            "0.0.0.0".to_string()
+        } else {
+            listener.host.clone()
+        };
+        let listen_addr = (host.as_str(), listener.port)
+            .to_socket_addrs()
+            .map_err(|e| format!("listeners: cannot resolve {host}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("listeners: cannot resolve {host}"))?;
+        let advertised = config
+            .advertised_listeners()
+            .into_iter()
+            .next()
+            .unwrap_or(listener);
+        let advertised_host = if advertised.host.is_empty() {
+            "127.0.0.1".to_string()
+        } else {
+            advertised.host
+        };
+        Ok(BrokerSettings {
+            node_id: config.node_id(),
+            listen_addr,
+            advertised_host,
+            advertised_port: advertised.port as i32,
+            data_dir: config.data_dir(),
+            shard_count: config
+                .cores()
+                .map(|c| c as u16)
+                .unwrap_or_else(shards::runtime::default_shard_count),
+            pin: config.pin(),
+            num_partitions: config.num_partitions(),
+            default_replication_factor: config.default_replication_factor(),
+            auto_create_topics: config.auto_create_topics_enable(),
+            request_bytes_max: config.socket_request_max_bytes().max(0) as usize,
+            connections_max: config.max_connections().max(0) as usize,
+            idle_ms_max: config.connections_max_idle_ms().max(0) as u64,
+            config,
+        })
+    }
+
+    pub fn server_limits(&self) -> ServerLimits {
+        ServerLimits {
+            request_bytes_max: self.request_bytes_max,
+            connections_max: self.connections_max,
+            idle_ms_max: self.idle_ms_max,
+            in_flight_max: 16,
+        }
+    }
+
+    /// The log config of a topic: its overrides over the broker defaults. Overrides were
+    /// validated when the topic was created or altered.
+    pub fn log_config(&self, overrides: &BTreeMap<String, String>) -> LogConfig {
+        let topic =
+            TopicConfig::from_entries(overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .unwrap_or_else(|_| TopicConfig::new());
+        let eff = topic.resolve(&self.config);
+        let flush_policy = match eff.flush_policy() {
+            config::FlushPolicy::Always => FlushPolicy::Always,
+            config::FlushPolicy::None => FlushPolicy::None,
+            config::FlushPolicy::Interval => FlushPolicy::Interval {
+                flush_ms: eff.flush_ms(),
+                flush_messages: eff.flush_messages(),
+            },
+        };
+        LogConfig {
+            segment_bytes: eff.segment_bytes().max(0) as u64,
+            segment_ms: eff.segment_ms(),
+            segment_index_bytes: eff.segment_index_bytes().max(8) as u64,
+            retention_ms: eff.retention_ms(),
+            retention_bytes: eff.retention_bytes(),
+            index_interval_bytes: eff.index_interval_bytes().max(1) as u64,
+            flush_policy,
+            max_message_bytes: eff.max_message_bytes().max(0) as usize,
+            message_timestamp_type: match eff.message_timestamp_type() {
+                config::TimestampType::LogAppendTime => TimestampType::LogAppendTime,
+                _ => TimestampType::CreateTime,
+            },
+            ..LogConfig::default()
+        }
+    }
+}

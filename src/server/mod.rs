@@ -1,0 +1,233 @@
+//! Listeners and connections. Each shard binds the client port (SO_REUSEPORT, set by
+//! glommio) and serves the connections the kernel hands it.
+//!
+//! A connection is two tasks: the reader decodes requests and runs each handler's first
+//! stage *in order* (so requests take effect in the order they were sent: idempotent
+//! producers with 5 in flight depend on it); the writer awaits each reply's second stage
+//! (durability, long-poll) in the same order and writes it with one vectored send. The
+//! queue between them is bounded by `max_in_flight`, so a client that never reads its
+//! responses stops being read from.
+
+mod writev;
+
+use std::cell::Cell;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::AsyncReadExt;
+use glommio::channels::local_channel;
+use glommio::net::{TcpListener, TcpStream};
+use tracing::{debug, info, warn};
+
+/// What a handler gives back for one request.
+pub enum Reply {
+    /// Response frame pieces (size prefix included), ready to write.
+    Ready(Vec<Bytes>),
+    /// The response is known only later (durability, long-poll); the request's effects
+    /// are already ordered.
+    Deferred(Pin<Box<dyn Future<Output = Vec<Bytes>>>>),
+    /// No response is sent (Produce with acks=0).
+    Nothing,
+    /// Close the connection (e.g. an undecodable request header).
+    Close,
+}
+
+/// The request handler the server calls, one frame (without size prefix) at a time.
+pub trait Handler: 'static {
+    fn handle(self: &Rc<Self>, conn: &Rc<ConnInfo>, frame: Bytes) -> impl Future<Output = Reply>;
+}
+
+/// Per-connection facts a handler may need.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub peer: Option<SocketAddr>,
+    pub id: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerLimits {
+    /// socket.request.max.bytes
+    pub request_bytes_max: usize,
+    /// max.connections (per broker, over all shards)
+    pub connections_max: usize,
+    /// connections.max.idle.ms
+    pub idle_ms_max: u64,
+    /// Requests read but not yet answered, per connection.
+    pub in_flight_max: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            request_bytes_max: 104_857_600,
+            connections_max: usize::MAX,
+            idle_ms_max: 600_000,
+            in_flight_max: 16,
+        }
+    }
+}
+
+/// Shared across shards: the live connection count behind `max.connections`.
+#[derive(Debug, Default)]
+pub struct ConnectionCounter(AtomicUsize);
+
+/// Accept connections on `addr` until `stop` resolves.
+pub async fn serve<H: Handler>(
+    addr: SocketAddr,
+    handler: Rc<H>,
+    limits: ServerLimits,
+    counter: Arc<ConnectionCounter>,
+    stop: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr)?;
+    info!(%addr, shard = %shards::runtime::shard_id(), "listening");
+    let next_id = Rc::new(Cell::new(0u64));
+    let accept_loop = async {
+        loop {
+            let stream = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!("accept failed: {e}");
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let live = counter.0.fetch_add(1, Ordering::Relaxed) + 1;
+            if live > limits.connections_max {
+                counter.0.fetch_sub(1, Ordering::Relaxed);
+                debug!(
+                    "refusing connection: max.connections {} reached",
+                    limits.connections_max
+                );
+                drop(stream);
+                continue;
+            }
+            let id = next_id.get();
+            next_id.set(id + 1);
+            let handler = handler.clone();
+            let limits = limits.clone();
+            let counter = counter.clone();
+            shards::runtime::spawn_latency(async move {
+                let peer = stream.peer_addr().ok();
+                let conn = Rc::new(ConnInfo { peer, id });
+                if let Err(e) = serve_connection(stream, handler, conn, &limits).await {
+                    debug!("connection closed: {e}");
+                }
+                counter.0.fetch_sub(1, Ordering::Relaxed);
+            });
+        }
+    };
+    futures::pin_mut!(accept_loop);
+    let stop = std::pin::pin!(stop);
+    futures::future::select(accept_loop, stop).await;
+    Ok(())
+}
+
+async fn serve_connection<H: Handler>(
+    stream: TcpStream,
+    handler: Rc<H>,
+    conn: Rc<ConnInfo>,
+    limits: &ServerLimits,
+) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    if limits.idle_ms_max > 0 {
+        stream.set_read_timeout(Some(Duration::from_millis(limits.idle_ms_max)))?;
+    }
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+    let (mut reader, writer) = stream.split();
+    let (tx, rx) = local_channel::new_bounded::<Reply>(limits.in_flight_max.max(1));
+    let write_task = glommio::spawn_local(async move {
+        let mut writer = writer;
+        while let Some(reply) = rx.recv().await {
+            let pieces = match reply {
+                Reply::Ready(p) => p,
+                Reply::Deferred(f) => f.await,
+                Reply::Nothing => continue,
+                Reply::Close => break,
+            };
+            if pieces.is_empty() {
+                break;
+            }
+            writev::write_all(fd, &mut writer, pieces).await?;
+        }
+        Ok::<(), std::io::Error>(())
+    });
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let read_result: std::io::Result<()> = async {
+        loop {
+            let frame = match read_frame(&mut reader, &mut buf, limits.request_bytes_max).await? {
+                Some(f) => f,
+                None => return Ok(()),
+            };
+            let reply = handler.handle(&conn, frame).await;
+            let close = matches!(reply, Reply::Close);
+            if tx.send(reply).await.is_err() || close {
+                return Ok(());
+            }
+        }
+    }
+    .await;
+    // Let the writer drain what was accepted before closing.
+    drop(tx);
+    let write_result = write_task.await;
+    read_result.and(write_result)
+}
+
+/// Read one size-prefixed frame. `Ok(None)` on a clean end of stream between frames.
+/// The declared size is checked against the limit before anything is reserved, and the
+/// buffer only grows as bytes actually arrive.
+async fn read_frame<R: futures::AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    request_bytes_max: usize,
+) -> std::io::Result<Option<Bytes>> {
+    loop {
+        if buf.len() >= 4 {
+            let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+            if size < 0 || size as usize > request_bytes_max {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("request size {size} outside 0..={request_bytes_max}"),
+                ));
+            }
+            let total = 4 + size as usize;
+            if buf.len() >= total {
+                buf.advance(4);
+                return Ok(Some(buf.split_to(size as usize).freeze()));
+            }
+        }
+        if buf.capacity() - buf.len() < 16 * 1024 {
+            // Grow by what is missing of this frame, at most 1 MiB at a time.
+            buf.reserve(64 * 1024);
+        }
+        let len = buf.len();
+        let spare = buf.capacity() - len;
+        // SAFETY-free path: zero the spare region through resize, then read into it.
+        buf.resize(len + spare, 0);
+        let n = reader.read(&mut buf[len..]).await;
+        let n = match n {
+            Ok(n) => n,
+            Err(e) => {
+                buf.truncate(len);
+                return Err(e);
+            }
+        };
+        buf.truncate(len + n);
+        if n == 0 {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "connection closed mid-frame",
+                ))
+            };
+        }
+    }
+}

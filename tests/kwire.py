@@ -1,0 +1,251 @@
+"""Just enough of the Kafka wire protocol, by hand, for tests that need raw bytes:
+hostile frames, ApiVersions, and a Fetch v4 that shows the stored RecordBatch headers
+(to check that batches are kept as produced, e.g. with their compression codec).
+
+Independent of the broker's code on purpose: it is a second reading of the protocol.
+"""
+
+import socket
+import struct
+
+API_PRODUCE = 0
+API_FETCH = 1
+API_METADATA = 3
+API_API_VERSIONS = 18
+
+UNSUPPORTED_VERSION = 35
+
+
+def connect(port: int, timeout_s: float = 5.0) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def string(s):
+    """Kafka (nullable) STRING: i16 length, -1 for null."""
+    if s is None:
+        return struct.pack(">h", -1)
+    b = s.encode()
+    return struct.pack(">h", len(b)) + b
+
+
+def header(api_key: int, api_version: int, correlation_id: int, client_id="riptide-tests", flexible=False):
+    """Request header v1 (v2 when `flexible`: an empty tagged-field section follows)."""
+    h = struct.pack(">hhi", api_key, api_version, correlation_id) + string(client_id)
+    return h + (b"\x00" if flexible else b"")
+
+
+def frame(payload: bytes) -> bytes:
+    return struct.pack(">i", len(payload)) + payload
+
+
+def recv_exact(sock: socket.socket, n: int):
+    """n bytes, or None if the peer closed first."""
+    chunks = []
+    while n:
+        b = sock.recv(min(n, 1 << 20))
+        if not b:
+            return None
+        chunks.append(b)
+        n -= len(b)
+    return b"".join(chunks)
+
+
+def read_frame(sock: socket.socket):
+    """One response frame without its size prefix, or None when the broker closed."""
+    size_bytes = recv_exact(sock, 4)
+    if size_bytes is None:
+        return None
+    (size,) = struct.unpack(">i", size_bytes)
+    assert 0 <= size <= 256 << 20, f"implausible response size {size}"
+    return recv_exact(sock, size)
+
+
+def outcome(sock: socket.socket, timeout_s: float = 5.0):
+    """What the broker did after a request: ("closed", None), ("response", frame) or
+    ("timeout", None) when it neither answered nor closed in time."""
+    sock.settimeout(timeout_s)
+    try:
+        f = read_frame(sock)
+    except socket.timeout:
+        return ("timeout", None)
+    except (ConnectionResetError, BrokenPipeError):
+        return ("closed", None)
+    return ("closed", None) if f is None else ("response", f)
+
+
+def parse_api_versions_v0(body: bytes):
+    """ApiVersions response v0 body (after the 4-byte correlation id):
+    (error_code, {api_key: (min, max)})."""
+    (error_code, n) = struct.unpack_from(">hi", body, 0)
+    assert 0 <= n <= 1000, n
+    pos = 6
+    keys = {}
+    for _ in range(n):
+        k, lo, hi = struct.unpack_from(">hhh", body, pos)
+        keys[k] = (lo, hi)
+        pos += 6
+    return error_code, keys
+
+
+def api_versions(port: int, timeout_s: float = 5.0, version: int = 0):
+    """ApiVersions at `version` (0..2 are non-flexible); returns (correlation_id,
+    error_code, {api_key: (min, max)}). The response header is always v0, and a
+    broker answers an unsupported ApiVersions version with a v0 body."""
+    with connect(port, timeout_s) as s:
+        s.sendall(frame(header(API_API_VERSIONS, version, 7)))
+        f = read_frame(s)
+        if f is None:
+            raise ConnectionError("closed without an ApiVersions response")
+        (corr,) = struct.unpack_from(">i", f, 0)
+        err, keys = parse_api_versions_v0(f[4:])
+        return corr, err, keys
+
+
+def fetch_v4_request(topic: str, partition: int, offset: int, correlation_id=1, max_bytes=16 << 20):
+    body = struct.pack(">iiiib", -1, 100, 1, max_bytes, 0)  # replica, max_wait, min_bytes, max_bytes, isolation
+    body += struct.pack(">i", 1) + string(topic)
+    body += struct.pack(">i", 1) + struct.pack(">iqi", partition, offset, max_bytes)
+    return frame(header(API_FETCH, 4, correlation_id) + body)
+
+
+def parse_fetch_v4(f: bytes):
+    """A Fetch v4 response frame → {(topic, partition): (error_code, high_watermark, records)}."""
+    pos = 4 + 4  # correlation id, throttle time
+    out = {}
+    (nt,) = struct.unpack_from(">i", f, pos)
+    pos += 4
+    for _ in range(nt):
+        (tl,) = struct.unpack_from(">h", f, pos)
+        pos += 2
+        topic = f[pos : pos + tl].decode()
+        pos += tl
+        (np_,) = struct.unpack_from(">i", f, pos)
+        pos += 4
+        for _ in range(np_):
+            p, err, hw, _lso = struct.unpack_from(">ihqq", f, pos)
+            pos += 22
+            (na,) = struct.unpack_from(">i", f, pos)
+            pos += 4 + max(na, 0) * 16
+            (rl,) = struct.unpack_from(">i", f, pos)
+            pos += 4
+            records = b"" if rl < 0 else f[pos : pos + rl]
+            pos += max(rl, 0)
+            out[(topic, p)] = (err, hw, records)
+    return out
+
+
+def batches(records: bytes):
+    """RecordBatch v2 headers in a records blob: dicts with base_offset, attributes,
+    codec (attributes & 7), last_offset_delta, count, crc, crc_ok. A partial batch at
+    the end (allowed by Kafka) is skipped."""
+    out = []
+    pos = 0
+    while pos + 61 <= len(records):
+        base_offset, batch_len = struct.unpack_from(">qi", records, pos)
+        end = pos + 12 + batch_len
+        if end > len(records):
+            break
+        _epoch, magic, crc = struct.unpack_from(">ibI", records, pos + 12)
+        assert magic == 2, f"magic {magic}"
+        attributes, last_delta = struct.unpack_from(">hi", records, pos + 21)
+        (count,) = struct.unpack_from(">i", records, pos + 57)
+        out.append(
+            dict(
+                base_offset=base_offset,
+                attributes=attributes,
+                codec=attributes & 7,
+                last_offset_delta=last_delta,
+                count=count,
+                crc_ok=crc32c(records[pos + 21 : end]) == crc,
+            )
+        )
+        pos = end
+    return out
+
+
+def _crc32c_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    c = 0xFFFFFFFF
+    for b in data:
+        c = _CRC32C[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def zigzag(n: int) -> bytes:
+    """Kafka's signed VARINT / VARLONG (zigzag, then unsigned LEB128)."""
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while True:
+        b = z & 0x7F
+        z >>= 7
+        if z:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _bytes_field(b):
+    return zigzag(-1) if b is None else zigzag(len(b)) + b
+
+
+def record_batch(records, base_timestamp_ms: int, corrupt_crc=False) -> bytes:
+    """An uncompressed RecordBatch v2 (no producer id) holding `records`, a list of
+    (key, value) byte strings or None, one millisecond apart."""
+    body = b""
+    for i, (k, v) in enumerate(records):
+        rec = b"\x00" + zigzag(i) + zigzag(i) + _bytes_field(k) + _bytes_field(v) + zigzag(0)
+        body += zigzag(len(rec)) + rec
+    n = len(records)
+    after_crc = struct.pack(">hiqqqhii", 0, n - 1, base_timestamp_ms, base_timestamp_ms + n - 1, -1, -1, -1, n) + body
+    crc = crc32c(after_crc) ^ (1 if corrupt_crc else 0)
+    after_length = struct.pack(">ibI", 0, 2, crc) + after_crc  # leader epoch, magic, crc
+    return struct.pack(">qi", 0, len(after_length)) + after_length
+
+
+def produce_request(topic: str, partition: int, batch: bytes, acks=1, version=3, correlation_id=1):
+    """Produce v3..v8 (non-flexible): one topic, one partition."""
+    body = string(None) + struct.pack(">hi", acks, 5000)
+    body += struct.pack(">i", 1) + string(topic) + struct.pack(">i", 1) + struct.pack(">i", partition)
+    body += struct.pack(">i", len(batch)) + batch
+    return frame(header(API_PRODUCE, version, correlation_id) + body)
+
+
+def parse_produce_v3(f: bytes):
+    """Produce v3 response → {(topic, partition): (error_code, base_offset)}."""
+    pos = 4
+    out = {}
+    (nt,) = struct.unpack_from(">i", f, pos)
+    pos += 4
+    for _ in range(nt):
+        (tl,) = struct.unpack_from(">h", f, pos)
+        topic = f[pos + 2 : pos + 2 + tl].decode()
+        pos += 2 + tl
+        (np_,) = struct.unpack_from(">i", f, pos)
+        pos += 4
+        for _ in range(np_):
+            p, err, base, _log_append = struct.unpack_from(">ihqq", f, pos)
+            pos += 22
+            out[(topic, p)] = (err, base)
+    return out
+
+
+def roundtrip(port: int, request: bytes, timeout_s=10.0):
+    """Send one request frame; return the response frame (None if the broker closed)."""
+    with connect(port, timeout_s) as s:
+        s.sendall(request)
+        return read_frame(s)
