@@ -31,7 +31,11 @@ if [[ ! -x $INFERNO/inferno-flamegraph ]]; then
     cargo install inferno --root "$TOOLS_DIR/inferno"
 fi
 command -v perf >/dev/null || { echo "perf not found: apt-get install linux-perf" >&2; exit 1; }
-cargo build --release -p perf --bin riptide-perf
+if [[ $DRIVER == rdkafka ]]; then
+    cargo build --release -p perf --features rdkafka --bin riptide-perf
+else
+    cargo build --release -p perf --bin riptide-perf
+fi
 
 PORT=${BOOTSTRAP##*:}
 PID=${BROKER_PID:-$(ss -Hltnp "sport = :$PORT" | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)}
