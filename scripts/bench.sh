@@ -14,6 +14,7 @@
 #                       expanded when it runs (default below)
 #   MAX_RATE            msg/s used as "max" by rows 3 and 5 (default: measured in row 1)
 #   OUT                 raw results directory      BENCH_MD    file to rewrite
+#   BUILD_RIPTIDE=0     do not build Riptide (e.g. RIPTIDE_CMD points at a prebuilt binary)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -164,7 +165,7 @@ if [[ $SKIP_RIPTIDE == 1 ]]; then
     cargo build --release -p perf --features rdkafka --bin riptide-perf
 else
     cargo build --release -p perf --features rdkafka --bin riptide-perf
-    cargo build --release --bin riptide
+    [[ ${BUILD_RIPTIDE:-1} == 1 ]] && cargo build --release --bin riptide
 fi
 [[ $PEER == tansu ]] && scripts/peer-tansu.sh install
 
