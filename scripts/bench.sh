@@ -23,9 +23,23 @@ MODE=${MODE:-full}
 ROWS=${ROWS:-"1 0 2 3 4 5"}
 PEER=${PEER:-tansu}
 SKIP_RIPTIDE=${SKIP_RIPTIDE:-0}
-RIPTIDE_PORT=${RIPTIDE_PORT:-29092}
-PEER_PORT=${PEER_PORT:-29192}
-IPERF_PORT=${IPERF_PORT:-29201}
+# A free port, chosen at random: brokers may use SO_REUSEPORT, and then a second broker on
+# the same port silently takes half the connections.
+port_free() { [[ -z $(ss -Hltn "sport = :$1") ]]; }
+pick_port() {
+    local p
+    for _ in $(seq 1 200); do
+        p=$((20000 + RANDOM % 30000))
+        if port_free "$p"; then echo "$p"; return 0; fi
+    done
+    echo "bench: no free port found" >&2
+    return 1
+}
+RIPTIDE_PORT=${RIPTIDE_PORT:-$(pick_port)}
+PEER_PORT=${PEER_PORT:-$(pick_port)}
+IPERF_PORT=${IPERF_PORT:-$(pick_port)}
+# The processes listening on a port (one line each).
+listeners() { ss -Hltnp "sport = :$1" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u; }
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${OUT:-$ROOT/target/bench-results/$STAMP}
 BENCH_MD=${BENCH_MD:-$ROOT/BENCHMARKS.md}
@@ -75,6 +89,10 @@ start_riptide() {  # $1 = flush policy
     [[ $SKIP_RIPTIDE == 1 ]] && return 0
     stop_riptide
     rm -rf "$DATA_DIR" && mkdir -p "$DATA_DIR"
+    if ! port_free "$RIPTIDE_PORT"; then
+        log "port $RIPTIDE_PORT is taken by pid(s) $(listeners "$RIPTIDE_PORT" | tr '\n' ' '); picking another"
+        RIPTIDE_PORT=$(pick_port)
+    fi
     local FLUSH_POLICY=$1 cmd
     cmd=$(RIPTIDE_PORT=$RIPTIDE_PORT DATA_DIR=$DATA_DIR FLUSH_POLICY=$FLUSH_POLICY envsubst_simple "$RIPTIDE_CMD")
     log "starting riptide: $cmd"
@@ -85,6 +103,13 @@ start_riptide() {  # $1 = flush policy
         log "riptide did not open port $RIPTIDE_PORT (see $OUT/riptide-$FLUSH_POLICY.log); continuing with the peer only"
         kill "$RIPTIDE_PID" 2>/dev/null || true
         RIPTIDE_PID=""
+        return 1
+    fi
+    local owners
+    owners=$(listeners "$RIPTIDE_PORT" | tr '\n' ' ')
+    if [[ $owners != "$RIPTIDE_PID " ]]; then
+        log "port $RIPTIDE_PORT is held by pid(s) $owners, not only riptide $RIPTIDE_PID: refusing to measure a mix"
+        stop_riptide
         return 1
     fi
 }
@@ -100,6 +125,7 @@ stop_riptide() {
 start_peer() {
     [[ $PEER == none ]] && return 0
     stop_peer
+    port_free "$PEER_PORT" || PEER_PORT=$(pick_port)
     scripts/peer-tansu.sh start "$PEER_PORT" "$PEER_PIDFILE" "$OUT/tansu.log" >/dev/null
 }
 
