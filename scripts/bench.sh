@@ -8,7 +8,7 @@
 # Usage: scripts/bench.sh                # full suite (long: ~1-2 hours on 2 cores)
 #        MODE=quick scripts/bench.sh     # seconds per run, for checking the pipeline
 # Knobs (environment):
-#   ROWS="1 0 2 3 4 5"  suite rows to run (0 = max-rate search)         RUNS=5      runs per target (quick: 2)
+#   ROWS="1 0 2 3 4 5 f"  suite rows (0 = max-rate search, f = Riptide flamegraphs)         RUNS=5      runs per target (quick: 2)
 #   PEER=tansu|none     the side-by-side peer      SKIP_RIPTIDE=1  peer only (no Riptide yet)
 #   RIPTIDE_CMD         how to start Riptide; $RIPTIDE_PORT, $DATA_DIR and $FLUSH_POLICY are
 #                       expanded when it runs (default below)
@@ -20,7 +20,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 MODE=${MODE:-full}
-ROWS=${ROWS:-"1 0 2 3 4 5"}
+ROWS=${ROWS:-"1 0 2 3 4 5 f"}
 PEER=${PEER:-tansu}
 SKIP_RIPTIDE=${SKIP_RIPTIDE:-0}
 # A free port, chosen at random: brokers may use SO_REUSEPORT, and then a second broker on
@@ -285,6 +285,22 @@ for row in $ROWS; do
         fresh_brokers always
         run_row 5 "Mixed produce+consume at 50% of max ($((max / 2)) msg/s), acks=all (native)" mixed-50pct native 1 \
             --set producer_rate_msgs_per_s=$((max / 2)) "${MIXED_SHORT[@]}"
+        ;;
+    f)
+        # Flamegraphs of Riptide under the main suite workloads, into flamegraphs/.
+        [[ $SKIP_RIPTIDE == 1 ]] && continue
+        fresh_brokers always
+        [[ -z $RIPTIDE_PID ]] && continue
+        if [[ $MODE == quick ]]; then FG=(--set warmup_s=1 --set duration_s=3 --set produce_bytes_min=0); else
+            FG=(--set warmup_s=2 --set duration_s=20 --set produce_bytes_min=0); fi
+        for spec in "produce-1k-3p:--set acks=all" "consume-backlog-1k-3p:--set consume_backlog_bytes=536870912" \
+            "e2e-5k:--set producer_rate_msgs_per_s=50000"; do
+            wl=${spec%%:*}
+            read -r -a extra <<<"${spec#*:}"
+            log "flamegraph: $wl"
+            BROKER_PID=$RIPTIDE_PID scripts/flamegraph.sh "$wl" "127.0.0.1:$RIPTIDE_PORT" riptide -- "${extra[@]}" "${FG[@]}" \
+                >>"$OUT/flamegraphs.txt" 2>>"$OUT/flamegraphs.log" || log "flamegraph $wl failed (see $OUT/flamegraphs.log)"
+        done
         ;;
     *) log "unknown row $row" ;;
     esac
