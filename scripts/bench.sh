@@ -97,10 +97,11 @@ start_riptide() {  # $1 = flush policy
     cmd=$(RIPTIDE_PORT=$RIPTIDE_PORT DATA_DIR=$DATA_DIR FLUSH_POLICY=$FLUSH_POLICY envsubst_simple "$RIPTIDE_CMD")
     log "starting riptide: $cmd"
     # shellcheck disable=SC2086
-    $cmd >"$OUT/riptide-$FLUSH_POLICY.log" 2>&1 &
+    echo "=== $(date -u +%H:%M:%S) $cmd" >>"$OUT/riptide.log"
+    $cmd >>"$OUT/riptide.log" 2>&1 &
     RIPTIDE_PID=$!
     if ! wait_port "$RIPTIDE_PORT"; then
-        log "riptide did not open port $RIPTIDE_PORT (see $OUT/riptide-$FLUSH_POLICY.log); continuing with the peer only"
+        log "riptide did not open port $RIPTIDE_PORT (see $OUT/riptide.log); continuing with the peer only"
         kill "$RIPTIDE_PID" 2>/dev/null || true
         RIPTIDE_PID=""
         return 1
@@ -137,6 +138,7 @@ cleanup() {
     rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM
 
 # Expands $RIPTIDE_PORT, $DATA_DIR and $FLUSH_POLICY in a command template (no eval).
 envsubst_simple() {
@@ -149,6 +151,7 @@ envsubst_simple() {
 
 # Fresh brokers for every row: Tansu keeps everything in memory, Riptide gets an empty dir.
 fresh_brokers() {  # $1 = flush policy
+    CURRENT_POLICY=$1
     start_riptide "$1" || true
     start_peer
 }
@@ -181,7 +184,16 @@ run_row() {
     echo "$title" >"$dir/title.txt"
     if ! "${cmd[@]}" >"$dir/stdout.md" 2>"$dir/stderr.log"; then
         log "row $id failed (see $dir/stderr.log)"
-        tail -5 "$dir/stderr.log" >&2
+        grep -v '^ *[0-9]*: \|^ *at ' "$dir/stderr.log" | tail -6 >&2
+    fi
+    # A broker that died during the row is restarted, and the death recorded in the report.
+    if [[ -n $RIPTIDE_PID ]] && ! kill -0 "$RIPTIDE_PID" 2>/dev/null; then
+        wait "$RIPTIDE_PID" 2>/dev/null
+        local rc=$?
+        log "riptide (pid $RIPTIDE_PID) died during row $id with status $rc; see $OUT/riptide.log"
+        echo "Riptide (pid $RIPTIDE_PID) exited with status $rc during this row; see riptide.log." >"$dir/broker-died.txt"
+        RIPTIDE_PID=""
+        start_riptide "${CURRENT_POLICY:-always}" || true
     fi
 }
 

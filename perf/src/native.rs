@@ -38,6 +38,9 @@ fn templates_per_partition(partitions: usize) -> usize {
     }
 }
 const PRODUCE_TIMEOUT_MS: i32 = 30_000;
+/// A broker that sends nothing for this long on a connection with requests outstanding is
+/// declared stuck (the Produce timeout plus a margin), so a run never hangs on it.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(40);
 const FETCH_BYTES_MAX: i32 = 64 * 1024 * 1024;
 const FETCH_PARTITION_BYTES_MAX: i32 = 8 * 1024 * 1024;
 const ERROR_OFFSET_OUT_OF_RANGE: i16 = 1;
@@ -180,6 +183,7 @@ struct ProducerConn {
 fn open_producer_conn(addr: &str, ctx: &ClientCtx, version: i16) -> Result<ProducerConn> {
     let conn = Conn::connect(addr)?;
     let read_stream = conn.stream.try_clone()?;
+    read_stream.set_read_timeout(Some(RESPONSE_TIMEOUT))?;
     let (tx, rx) = sync_channel::<InFlight>(ctx.workload.max_in_flight as usize);
     let stats = ctx.stats.clone();
     let pin = ctx.pin;
@@ -211,7 +215,10 @@ fn read_acks(
             Ok(f) => f,
             Err(e) => {
                 stats.error(inf.records as u64);
-                return Err(e);
+                return Err(e.context(format!(
+                    "waiting for the response to correlation id {}",
+                    inf.correlation_id
+                )));
             }
         };
         let resp = wire::decode_response::<ProduceRequest>(frame, version, inf.correlation_id)?;
@@ -383,21 +390,21 @@ pub fn run_producer(ctx: ClientCtx) -> Result<()> {
         }
         Ok(())
     })();
-    // Closing the channel lets each reader drain its outstanding acks and exit.
-    let mut first_err = result.err();
-    for (_, c) in conns {
+    // Closing the channel lets each reader drain its outstanding acks and exit. A reader's
+    // error is the cause of any writer error ("ack reader stopped"), so it is reported first.
+    let mut reader_err = None;
+    for (leader, c) in conns {
         drop(c.in_flight);
-        match c.reader.join() {
-            Ok(Err(e)) if first_err.is_none() => first_err = Some(e),
-            Err(_) if first_err.is_none() => {
-                first_err = Some(anyhow::anyhow!("ack reader panicked"))
-            }
-            _ => {}
-        }
+        let e = match c.reader.join() {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e.context(format!("reading Produce responses from broker {leader}")),
+            Err(_) => anyhow::anyhow!("ack reader for broker {leader} panicked"),
+        };
+        reader_err.get_or_insert(e);
     }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(()),
+    match (reader_err, result) {
+        (Some(e), _) => Err(e),
+        (None, r) => r,
     }
 }
 
@@ -425,6 +432,9 @@ pub fn run_consumer(ctx: ClientCtx) -> Result<()> {
     for (leader, gs) in by_leader {
         let (t, _) = partitions[gs[0]];
         let conn = Conn::connect(&wire::broker_addr(&ctx.layouts[t], leader)?)?;
+        let wait = Duration::from_millis(ctx.workload.fetch_max_wait_ms as u64);
+        conn.stream
+            .set_read_timeout(Some(RESPONSE_TIMEOUT + wait))?;
         let version = wire::pick_version(&conn.versions, ApiKey::Fetch, 4, 12)?;
         conns.push((conn, version, gs));
     }
