@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Parser;
-use perf::report::{markdown, summarize, Summary};
+use perf::report::{markdown, summarize, Failure, Summary};
 use perf::runner::{check_pid, run_once, Driver, RunOptions, RunResult, Target};
 use perf::{plot, workload};
 
@@ -289,10 +289,24 @@ fn main() -> Result<()> {
         return find_max(&args, &w, &targets, &opts, limit_ms);
     }
     let mut results = Vec::new();
+    let mut failures = Vec::new();
     for run in 0..args.runs {
         for t in &targets {
-            let r = run_once(&w, t, &opts, run)
-                .with_context(|| format!("{} run {run} on {}", w.name, t.name))?;
+            let r = match run_once(&w, t, &opts, run) {
+                Ok(r) => r,
+                Err(e) => {
+                    // One failed run (a broker that stopped answering, say) must not discard
+                    // the others: record it and go on.
+                    eprintln!("  {} #{run}: FAILED: {e:#}", t.name);
+                    failures.push(Failure {
+                        target: t.name.clone(),
+                        run_index: run,
+                        error: format!("{e:#}"),
+                    });
+                    std::thread::sleep(std::time::Duration::from_secs(args.pause_s));
+                    continue;
+                }
+            };
             eprintln!(
                 "  {} #{run}: produce {:.0} msg/s {:.1} MiB/s, consume {:.0} msg/s, publish p99 {}, e2e p99 {}, broker cpu {} s/GiB, produced {} consumed {} errors {}",
                 t.name,
@@ -310,8 +324,11 @@ fn main() -> Result<()> {
             std::thread::sleep(std::time::Duration::from_secs(args.pause_s));
         }
     }
-    let summary = summarize(&results);
+    let summary = summarize(&results, &failures);
     let md = write_outputs(&args, &summary)?;
     println!("{md}");
+    if results.is_empty() {
+        bail!("every run failed");
+    }
     Ok(())
 }
