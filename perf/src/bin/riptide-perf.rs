@@ -182,6 +182,8 @@ struct MaxStep {
     publish_p99_ms: Option<f64>,
     errors: u64,
     held: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 #[derive(serde::Serialize)]
@@ -219,7 +221,26 @@ fn find_max(
         for step in 0..=args.find_max_steps {
             let mut wr = w.clone();
             wr.producer_rate_msgs_per_s = rate;
-            let r = run_once(&wr, t, opts, step)?;
+            let r = match run_once(&wr, t, opts, step) {
+                Ok(r) => r,
+                Err(e) => {
+                    // A failed step is a rate not held; the search goes on below it.
+                    eprintln!("  {} step {step} FAILED: {e:#}", t.name);
+                    steps.push(MaxStep {
+                        rate_msgs_per_s: rate,
+                        achieved_msgs_per_s: 0.0,
+                        publish_p99_ms: None,
+                        errors: 1,
+                        held: false,
+                        error: Some(format!("{e:#}")),
+                    });
+                    if rate == 0 {
+                        break; // no ceiling to step down from
+                    }
+                    rate = rate * 4 / 5;
+                    continue;
+                }
+            };
             let ok = held(&r, rate, limit_ms);
             eprintln!(
                 "  {} rate {}: achieved {:.0} msg/s, publish p99 {:?} ms, held {ok}",
@@ -238,6 +259,7 @@ fn find_max(
                 publish_p99_ms: r.publish_latency.as_ref().map(|p| p.p99_us as f64 / 1000.0),
                 errors: r.errors_total,
                 held: ok,
+                error: None,
             });
             if rate == 0 {
                 rate = (r.produce.msgs_per_s * 0.9) as u64;
