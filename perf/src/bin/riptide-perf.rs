@@ -238,6 +238,9 @@ fn find_max(
                         break; // no ceiling to step down from
                     }
                     rate = rate * 4 / 5;
+                    if rate == 0 {
+                        break;
+                    }
                     continue;
                 }
             };
