@@ -183,6 +183,18 @@ impl Partition {
         self.log.changed_since(generation).await
     }
 
+    /// Drop producers idle for `producer.id.expiration.ms`.
+    pub fn expire_producers(&self, expiration_ms: i64) {
+        if self
+            .producers
+            .borrow_mut()
+            .expire(self.clock.now_ms(), expiration_ms)
+            > 0
+        {
+            self.producers_dirty.set(true);
+        }
+    }
+
     /// Snapshot producer state if it changed since the last snapshot.
     pub async fn snapshot_producers(&self) -> Result<()> {
         if !self.producers_dirty.replace(false) {

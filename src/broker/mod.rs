@@ -108,8 +108,20 @@ pub async fn install_view(view: Arc<ClusterView>) {
 
     let owned = st.table.borrow().owned_by(st.id);
     for tp in owned {
-        if st.partitions.borrow().contains_key(&tp) {
-            continue;
+        let open = st.partitions.borrow().get(&tp).cloned();
+        if let Some(p) = open {
+            // A topic config change (AlterConfigs) takes effect by reopening the log with
+            // the new config: rare, and the log's recovery after a clean close is cheap.
+            let Some((_, _, topic)) = wanted.get(&tp) else {
+                continue;
+            };
+            if *p.log().config() == st.settings.log_config(&topic.configs) {
+                continue;
+            }
+            st.partitions.borrow_mut().remove(&tp);
+            if let Err(e) = p.close().await {
+                warn!(%tp, "closing partition for a config change: {e}");
+            }
         }
         let Some((topic_id, epoch, topic)) = wanted.get(&tp).cloned() else {
             continue;
@@ -237,6 +249,7 @@ async fn shard_main(
             std::process::exit(1);
         }
     }
+    shards::runtime::spawn_background(maintenance(settings.clone()));
     let addr: SocketAddr = settings.listen_addr;
     let handler = Rc::new(crate::api::Api::default());
     let stop = async move {
@@ -263,6 +276,40 @@ async fn shard_main(
 
 /// Wait for SIGINT or SIGTERM. Works because `block_shutdown_signals` blocked both before
 /// any shard thread existed, so no other thread consumes them.
+/// How often producer state is snapshotted and expired producers are dropped.
+const PRODUCER_SNAPSHOT_INTERVAL_MS: u64 = 30_000;
+
+/// Background upkeep of this shard's partitions, on the background task queue: retention
+/// every `log.retention.check.interval.ms`, producer-state snapshots and expiry every
+/// 30 s. Runs until the shard stops (the task is dropped with the executor).
+async fn maintenance(settings: Arc<BrokerSettings>) {
+    let retention_every_ms = settings.config.log_retention_check_interval_ms().max(1) as u64;
+    let expiration_ms = settings.config.producer_id_expiration_ms();
+    let tick_ms = retention_every_ms.min(PRODUCER_SNAPSHOT_INTERVAL_MS);
+    let mut since_retention_ms = 0u64;
+    loop {
+        glommio::timer::sleep(std::time::Duration::from_millis(tick_ms)).await;
+        since_retention_ms += tick_ms;
+        let run_retention = since_retention_ms >= retention_every_ms;
+        if run_retention {
+            since_retention_ms = 0;
+        }
+        let partitions: Vec<Rc<Partition>> =
+            state().partitions.borrow().values().cloned().collect();
+        for p in partitions {
+            if run_retention {
+                if let Err(e) = p.log().enforce_retention().await {
+                    warn!(tp = %p.tp, "retention failed: {e}");
+                }
+            }
+            p.expire_producers(expiration_ms);
+            if let Err(e) = p.snapshot_producers().await {
+                warn!(tp = %p.tp, "producer snapshot failed: {e}");
+            }
+        }
+    }
+}
+
 fn wait_for_signal() {
     // SAFETY: sigwait on a properly initialised set of signals blocked in every thread.
     unsafe {

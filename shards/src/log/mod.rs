@@ -61,7 +61,7 @@ pub enum FlushPolicy {
 }
 
 /// Per-log configuration; defaults are Kafka's.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LogConfig {
     pub segment_bytes: u64,
     pub segment_ms: i64,
