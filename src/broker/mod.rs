@@ -116,6 +116,8 @@ pub async fn install_view(view: Arc<ClusterView>) {
                 continue;
             };
             if *p.log().config() == st.settings.log_config(&topic.configs) {
+                let (before_ms, after_ms) = st.settings.timestamp_bounds(&topic.configs);
+                p.set_timestamp_bounds(before_ms, after_ms);
                 continue;
             }
             st.partitions.borrow_mut().remove(&tp);
@@ -167,7 +169,10 @@ async fn open_partition(
 ) -> crate::error::Result<Rc<Partition>> {
     let dir = st.settings.data_dir.join(tp.dir_name());
     let config = st.settings.log_config(&topic.configs);
-    Ok(Partition::open(tp.clone(), topic_id, dir, config, epoch, &st.open_ctx).await?)
+    let p = Partition::open(tp.clone(), topic_id, dir, config, epoch, &st.open_ctx).await?;
+    let (before_ms, after_ms) = st.settings.timestamp_bounds(&topic.configs);
+    p.set_timestamp_bounds(before_ms, after_ms);
+    Ok(p)
 }
 
 /// Run the broker until SIGINT/SIGTERM. Blocks the calling thread.
