@@ -14,6 +14,7 @@ from confluent_kafka import (
 
 import kwire
 from clients import (
+    conf_for,
     assert_delivered,
     by_partition,
     consume,
@@ -111,12 +112,9 @@ def test_compression_codec_round_trip(broker, topic_name, codec):
     # Every message compressible on its own: librdkafka sends a batch uncompressed when
     # compression does not shrink it (e.g. a lone small first message).
     msgs = [
-        {"partition": 0, "key": b"k%d" % (i % 10), "value": b"value %d " % i + b"x" * (100 + i % 200)}
-        for i in range(n)
+        {"partition": 0, "key": b"k%d" % (i % 10), "value": b"value %d " % i + b"x" * (100 + i % 200)} for i in range(n)
     ]
-    reports = produce_all(
-        broker.bootstrap, topic_name, msgs, conf={"compression.type": codec, "linger.ms": 50}
-    )
+    reports = produce_all(broker.bootstrap, topic_name, msgs, conf={"compression.type": codec, "linger.ms": 50})
     assert_delivered(reports, n)
     got = consume(broker.bootstrap, topic_name, [0], n)
     assert [(m.key(), m.value()) for m in got] == [(m["key"], m["value"]) for m in msgs]
@@ -280,7 +278,7 @@ def test_long_poll_wakes_on_append(broker, topic_name):
     long poll wakes on append, not on fetch.wait.max.ms expiry)."""
     assert_delivered(produce_all(broker.bootstrap, topic_name, [{"value": b"first"}]), 1)
     c = consumer(broker.bootstrap, {"fetch.wait.max.ms": 5000})
-    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
+    p = Producer(conf_for(broker.bootstrap, {"linger.ms": 0}))
     try:
         c.assign([TopicPartition(topic_name, 0, 1)])
         # Let the consumer park its fetch at offset 1.

@@ -9,12 +9,20 @@ of the storage seam prove durability; these prove recovery and bookkeeping.)"""
 import threading
 import time
 
-import pytest
 from confluent_kafka import Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
 
-from clients import OP_TIMEOUT_S, admin, assert_delivered, by_partition, consume, consumer, create_topic, produce_all
-
+from clients import (
+    OP_TIMEOUT_S,
+    admin,
+    assert_delivered,
+    by_partition,
+    conf_for,
+    consume,
+    consumer,
+    create_topic,
+    produce_all,
+)
 
 
 def snapshot(bootstrap, topic, partitions):
@@ -46,7 +54,8 @@ def messages(n, partitions, tag=b""):
 
 
 def as_tuples(msgs):
-    # Sorted: consumption interleaves partitions in no fixed order.
+    """Comparable records, in (partition, offset) order: arrival order across partitions
+    is not defined."""
     return sorted((m.partition(), m.offset(), m.key(), m.value(), m.headers(), m.timestamp()[1]) for m in msgs)
 
 
@@ -102,7 +111,7 @@ def test_sigterm_with_active_clients_exits_cleanly(broker, topic_name):
     msgs = [{"partition": q, "value": b"x"} for q in range(partitions)]
     assert_delivered(produce_all(broker.bootstrap, topic_name, msgs), partitions)
     consumers = [consumer(broker.bootstrap, {"fetch.wait.max.ms": 5000}) for _ in range(4)]
-    p = Producer({"bootstrap.servers": broker.bootstrap})
+    p = Producer(conf_for(broker.bootstrap))
     try:
         for c in consumers:
             c.assign([TopicPartition(topic_name, q, 0) for q in range(partitions)])
@@ -151,13 +160,15 @@ def test_kill9_during_acks_all_produce_keeps_acknowledged(broker, topic_name):
             (failed if err else acked).append((msg.partition(), msg.offset(), msg.value()))
 
     p = Producer(
-        {
-            "bootstrap.servers": broker.bootstrap,
-            "acks": "all",
-            "linger.ms": 2,
-            "message.timeout.ms": 3000,
-            "retries": 0,
-        }
+        conf_for(
+            broker.bootstrap,
+            {
+                "acks": "all",
+                "linger.ms": 2,
+                "message.timeout.ms": 3000,
+                "retries": 0,
+            },
+        )
     )
     stop = threading.Event()
 
@@ -199,6 +210,8 @@ def test_kill9_during_acks_all_produce_keeps_acknowledged(broker, topic_name):
     finally:
         c.close()
     total = sum(ends.values())
-    stored = {(m.partition(), m.offset()): m.value() for m in consume(broker.bootstrap, topic_name, range(partitions), total)}
+    stored = {
+        (m.partition(), m.offset()): m.value() for m in consume(broker.bootstrap, topic_name, range(partitions), total)
+    }
     missing = [(q, o, v) for q, o, v in acked_now if stored.get((q, o)) != v]
     assert not missing, f"{len(missing)} of {len(acked_now)} acknowledged records lost or changed, first: {missing[:3]}"

@@ -5,7 +5,6 @@ limits connections.max.idle.ms and max.connections."""
 import struct
 import time
 
-import pytest
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, KafkaError
 
 import kwire
