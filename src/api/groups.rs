@@ -84,8 +84,11 @@ where
 }
 
 async fn settle<T>(rx: Pending<T>) -> Result<T> {
-    rx.await
-        .unwrap_or_else(|_| Err(Error::CoordinatorNotAvailable("coordinator went away".into())))
+    rx.await.unwrap_or_else(|_| {
+        Err(Error::CoordinatorNotAvailable(
+            "coordinator went away".into(),
+        ))
+    })
 }
 
 fn code(r: &Result<impl Sized>) -> i16 {
@@ -400,11 +403,16 @@ pub async fn offset_commit(ctx: Ctx, req: OffsetCommitRequest) -> Reply {
 
 type TopicAsk = Option<Vec<(String, Vec<i32>)>>;
 
-async fn fetch_group(group_id: String, topics: TopicAsk) -> Result<Vec<coordinator::FetchedOffset>> {
+async fn fetch_group(
+    group_id: String,
+    topics: TopicAsk,
+) -> Result<Vec<coordinator::FetchedOffset>> {
     let gid = group_id.clone();
-    on_coordinator(&group_id, move |p| coordinator::fetch_offsets(p, gid, topics))
-        .await
-        .and_then(|r| r)
+    on_coordinator(&group_id, move |p| {
+        coordinator::fetch_offsets(p, gid, topics)
+    })
+    .await
+    .and_then(|r| r)
 }
 
 pub async fn offset_fetch(ctx: Ctx, req: OffsetFetchRequest) -> OffsetFetchResponse {
@@ -516,7 +524,10 @@ pub async fn offset_delete(ctx: Ctx, req: OffsetDeleteRequest) -> Reply {
         })
         .collect();
     let gid = group_id.clone();
-    let rx = forward(&group_id, move |p| coordinator::delete_offsets(p, gid, asked)).await;
+    let rx = forward(&group_id, move |p| {
+        coordinator::delete_offsets(p, gid, asked)
+    })
+    .await;
     Reply::Deferred(Box::pin(async move {
         let response = match settle(rx).await {
             Err(e) => OffsetDeleteResponse::default().with_error_code(codes::code_of(&e)),
@@ -602,8 +613,9 @@ pub async fn list_groups(ctx: Ctx, req: ListGroupsRequest) -> ListGroupsResponse
         Vec::new()
     };
     match all {
-        Err(e) => ListGroupsResponse::default()
-            .with_error_code(codes::code_of(&Error::CoordinatorNotAvailable(e.to_string()))),
+        Err(e) => ListGroupsResponse::default().with_error_code(codes::code_of(
+            &Error::CoordinatorNotAvailable(e.to_string()),
+        )),
         Ok(per_shard) => {
             let groups = per_shard
                 .into_iter()

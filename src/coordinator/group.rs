@@ -270,11 +270,7 @@ impl Group {
     }
 
     /// Rebuild from a stored group record (replay). Members get a fresh session.
-    pub fn restore(
-        &mut self,
-        value: &super::records::GroupValue,
-        now_ms: i64,
-    ) {
+    pub fn restore(&mut self, value: &super::records::GroupValue, now_ms: i64) {
         self.generation_id = value.generation;
         self.protocol_type = Some(value.protocol_type.clone()).filter(|t| !t.is_empty());
         self.protocol_name = value.protocol.clone();
@@ -422,7 +418,10 @@ impl Group {
         new_id: String,
         now_ms: i64,
     ) -> Outcome<JoinResponse> {
-        let mut member = self.members.remove(&old_id).expect("static map is consistent");
+        let mut member = self
+            .members
+            .remove(&old_id)
+            .expect("static map is consistent");
         if member.awaiting_join {
             self.events.push(Event::Joined {
                 member_id: old_id.clone(),
@@ -457,12 +456,18 @@ impl Group {
                 Outcome::Now(Ok(self.join_response(&new_id, is_leader, is_leader)))
             }
             GroupState::PreparingRebalance => {
-                self.members.get_mut(&new_id).expect("inserted").awaiting_join = true;
+                self.members
+                    .get_mut(&new_id)
+                    .expect("inserted")
+                    .awaiting_join = true;
                 self.try_complete_join(now_ms);
                 Outcome::Later(new_id)
             }
             _ => {
-                self.members.get_mut(&new_id).expect("inserted").awaiting_join = true;
+                self.members
+                    .get_mut(&new_id)
+                    .expect("inserted")
+                    .awaiting_join = true;
                 self.prepare_rebalance(now_ms);
                 Outcome::Later(new_id)
             }
@@ -524,9 +529,7 @@ impl Group {
         let protocols_changed = member.protocols != p.protocols;
         member.heartbeat_deadline_ms = now_ms + p.session_timeout_ms as i64;
         match self.state {
-            GroupState::Empty | GroupState::Dead => {
-                Outcome::Now(Err(Error::UnknownMemberId(id)))
-            }
+            GroupState::Empty | GroupState::Dead => Outcome::Now(Err(Error::UnknownMemberId(id))),
             GroupState::PreparingRebalance => {
                 self.update_member(&id, p);
                 self.try_complete_join(now_ms);
@@ -1019,7 +1022,10 @@ impl Group {
         {
             match self.initial_delay {
                 Some(delay) if delay.member_joined && delay.remaining_ms > 0 => {
-                    let step = self.config.initial_rebalance_delay_ms.min(delay.remaining_ms);
+                    let step = self
+                        .config
+                        .initial_rebalance_delay_ms
+                        .min(delay.remaining_ms);
                     self.initial_delay = Some(InitialDelay {
                         remaining_ms: delay.remaining_ms - step,
                         member_joined: false,

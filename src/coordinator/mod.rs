@@ -107,13 +107,15 @@ pub async fn ensure_offsets_topic() -> Result<()> {
     let mut results = crate::controller::create_topics(vec![spec], false).await?;
     match results.pop() {
         Some(Ok(created)) => {
-            info!(partitions = created.num_partitions, "created {OFFSETS_TOPIC}");
+            info!(
+                partitions = created.num_partitions,
+                "created {OFFSETS_TOPIC}"
+            );
             Ok(())
         }
         // Another shard created it first.
-        Some(Err(Error::Engine(shards::Error::TopicExists(_)))) | Some(Err(Error::TopicExists(_))) => {
-            Ok(())
-        }
+        Some(Err(Error::Engine(shards::Error::TopicExists(_))))
+        | Some(Err(Error::TopicExists(_))) => Ok(()),
         Some(Err(e)) => Err(e),
         None => Err(Error::CoordinatorNotAvailable(OFFSETS_TOPIC.to_string())),
     }
@@ -208,7 +210,9 @@ async fn slot(index: i32) -> Result<Rc<Slot>> {
         Err(e) => {
             coordinator.slots.borrow_mut().remove(&index);
             warn!(partition = index, "cannot load coordinator partition: {e}");
-            Err(Error::CoordinatorNotAvailable(format!("{OFFSETS_TOPIC}-{index}: {e}")))
+            Err(Error::CoordinatorNotAvailable(format!(
+                "{OFFSETS_TOPIC}-{index}: {e}"
+            )))
         }
     }
 }
@@ -267,7 +271,10 @@ async fn replay(slot: &Slot, partition: &Partition) -> Result<u64> {
                 count += 1;
                 let Some(key) = r.key else { continue };
                 if let Err(e) = apply_record(slot, key, r.value, record_offset, now, &config) {
-                    warn!(partition = slot.index, record_offset, "skipping record: {e}");
+                    warn!(
+                        partition = slot.index,
+                        record_offset, "skipping record: {e}"
+                    );
                 }
             }
             offset = next;
@@ -308,10 +315,7 @@ fn apply_record(
         } => match value {
             None => {
                 if let Some(cell) = slot.groups.borrow().get(&group) {
-                    cell.group
-                        .borrow_mut()
-                        .offsets
-                        .remove(&(topic, partition));
+                    cell.group.borrow_mut().offsets.remove(&(topic, partition));
                 }
             }
             Some(v) => {
@@ -805,7 +809,11 @@ pub async fn describe(index: i32, group_id: String) -> Result<GroupDescription> 
     Ok(GroupDescription {
         state: g.state().name().to_string(),
         protocol_type: g.protocol_type().unwrap_or_default().to_string(),
-        protocol: if stable { protocol.clone() } else { String::new() },
+        protocol: if stable {
+            protocol.clone()
+        } else {
+            String::new()
+        },
         members: g
             .members()
             .map(|m| MemberDescription {
@@ -813,8 +821,16 @@ pub async fn describe(index: i32, group_id: String) -> Result<GroupDescription> 
                 group_instance_id: m.group_instance_id.clone(),
                 client_id: m.client_id.clone(),
                 client_host: m.client_host.clone(),
-                metadata: if stable { m.metadata(&protocol) } else { Bytes::new() },
-                assignment: if stable { m.assignment.clone() } else { Bytes::new() },
+                metadata: if stable {
+                    m.metadata(&protocol)
+                } else {
+                    Bytes::new()
+                },
+                assignment: if stable {
+                    m.assignment.clone()
+                } else {
+                    Bytes::new()
+                },
             })
             .collect(),
     })
@@ -906,7 +922,10 @@ pub async fn delete_offsets(
                 continue;
             }
             if g.offsets.contains_key(&(topic.clone(), *partition)) {
-                recs.push((records::encode_offset_key(&group_id, topic, *partition), None));
+                recs.push((
+                    records::encode_offset_key(&group_id, topic, *partition),
+                    None,
+                ));
                 gone.push((topic.clone(), *partition));
             }
             results.push(Ok(()));
@@ -954,7 +973,12 @@ fn start_expiry_task() {
 
 fn expire_offsets(retention_ms: i64) {
     let now = now_ms();
-    let slots: Vec<Rc<Slot>> = shard_coordinator().slots.borrow().values().cloned().collect();
+    let slots: Vec<Rc<Slot>> = shard_coordinator()
+        .slots
+        .borrow()
+        .values()
+        .cloned()
+        .collect();
     for slot in slots.iter().filter(|s| s.loaded.get()) {
         let cells: Vec<Rc<GroupCell>> = slot.groups.borrow().values().cloned().collect();
         for cell in cells {

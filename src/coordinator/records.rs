@@ -192,7 +192,8 @@ impl Reader {
         Ok(Some(s.to_string()))
     }
     fn string(&mut self) -> Result<String> {
-        self.nullable_string()?.ok_or_else(|| corrupt("null string"))
+        self.nullable_string()?
+            .ok_or_else(|| corrupt("null string"))
     }
     fn bytes(&mut self) -> Result<Bytes> {
         let len = self.i32()?;
