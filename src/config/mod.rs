@@ -476,6 +476,24 @@ impl BrokerConfig {
     pub fn group_initial_rebalance_delay_ms(&self) -> i64 {
         self.int("group.initial.rebalance.delay.ms")
     }
+    pub fn group_min_session_timeout_ms(&self) -> i32 {
+        self.int("group.min.session.timeout.ms") as i32
+    }
+    pub fn group_max_session_timeout_ms(&self) -> i32 {
+        self.int("group.max.session.timeout.ms") as i32
+    }
+    pub fn group_max_size(&self) -> i32 {
+        self.int("group.max.size") as i32
+    }
+    pub fn offset_metadata_max_bytes(&self) -> i32 {
+        self.int("offset.metadata.max.bytes") as i32
+    }
+    pub fn offsets_retention_ms(&self) -> i64 {
+        self.int("offsets.retention.minutes") * 60_000
+    }
+    pub fn offsets_retention_check_interval_ms(&self) -> i64 {
+        self.int("offsets.retention.check.interval.ms")
+    }
     /// `riptide.cores`: `None` means one shard per available core.
     pub fn cores(&self) -> Option<usize> {
         match self.int("riptide.cores") {
