@@ -13,7 +13,12 @@ fn readme_config_reference_matches_the_registry() {
     let end = readme.find(END).expect("README has the end marker");
     let generated = riptide::config::registry::reference_markdown();
     if std::env::var_os("RIPTIDE_WRITE_README").is_some() {
-        let updated = format!("{}{}\n{}", &readme[..start], generated.trim_end(), &readme[end..]);
+        let updated = format!(
+            "{}{}\n{}",
+            &readme[..start],
+            generated.trim_end(),
+            &readme[end..]
+        );
         std::fs::write(path, updated).expect("write README.md");
         return;
     }

@@ -262,7 +262,10 @@ async fn replay(slot: &Slot, partition: &Partition) -> Result<u64> {
         // A chunk holds one or more whole stored batches.
         let mut batches = Vec::new();
         for chunk in &read.chunks {
-            batches.extend(shards::batch::split_batches(chunk, REPLAY_BATCHES_PER_CHUNK_MAX)?);
+            batches.extend(shards::batch::split_batches(
+                chunk,
+                REPLAY_BATCHES_PER_CHUNK_MAX,
+            )?);
         }
         for (header, batch) in batches {
             let next = Offset(header.last_offset() + 1);

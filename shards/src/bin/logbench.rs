@@ -49,7 +49,12 @@ fn parse_args() -> Args {
             "--cases" => a.cases = v.split(',').map(String::from).collect(),
             "--idle" => a.idle = v.parse().expect("--idle"),
             "--cpu" => a.cpu = Some(v.parse().expect("--cpu")),
-            "--partitions" => a.partitions = v.split(',').map(|p| p.parse().expect("--partitions")).collect(),
+            "--partitions" => {
+                a.partitions = v
+                    .split(',')
+                    .map(|p| p.parse().expect("--partitions"))
+                    .collect()
+            }
             _ => panic!("unknown flag {k}"),
         }
     }
@@ -60,7 +65,12 @@ fn template() -> Bytes {
     let mut b = BatchBuilder::new(Compression::None);
     let value = vec![0x5a; 1000];
     for i in 0..16 {
-        b.push(Some(format!("key-{i:04}").as_bytes()), Some(&value), &[], 1_700_000_000_000 + i);
+        b.push(
+            Some(format!("key-{i:04}").as_bytes()),
+            Some(&value),
+            &[],
+            1_700_000_000_000 + i,
+        );
     }
     b.build()
 }
@@ -82,7 +92,11 @@ fn device_bytes_written(dir: &Path) -> Option<u64> {
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
@@ -122,7 +136,12 @@ fn config(policy: FlushPolicy) -> LogConfig {
     }
 }
 
-async fn open_logs(dir: &Path, n: usize, policy: FlushPolicy, budgets: &Rc<ShardBudgets>) -> Vec<Rc<Log<DmaStorage>>> {
+async fn open_logs(
+    dir: &Path,
+    n: usize,
+    policy: FlushPolicy,
+    budgets: &Rc<ShardBudgets>,
+) -> Vec<Rc<Log<DmaStorage>>> {
     let storage = DmaStorage::init(dir).await.expect("storage init");
     let mut logs = Vec::with_capacity(n);
     for p in 0..n {
@@ -161,7 +180,8 @@ async fn write_case(logs: &[Rc<Log<DmaStorage>>], bytes_per_log: u64, always: bo
         let tpl = tpl.clone();
         let latencies = latencies.clone();
         tasks.push(glommio::spawn_local(async move {
-            let outstanding: Rc<RefCell<VecDeque<(Offset, Instant, usize)>>> = Rc::new(RefCell::new(VecDeque::new()));
+            let outstanding: Rc<RefCell<VecDeque<(Offset, Instant, usize)>>> =
+                Rc::new(RefCell::new(VecDeque::new()));
             let done = Rc::new(std::cell::Cell::new(false));
             let collector = always.then(|| {
                 let log = log.clone();
@@ -210,10 +230,14 @@ async fn write_case(logs: &[Rc<Log<DmaStorage>>], bytes_per_log: u64, always: bo
                         written += info.bytes as u64;
                         last = info.last_offset;
                         if always {
-                            outstanding.borrow_mut().push_back((info.last_offset, t0, info.bytes));
+                            outstanding
+                                .borrow_mut()
+                                .push_back((info.last_offset, t0, info.bytes));
                         }
                     }
-                    Err(Error::LogInFlightFull { .. }) => log.wait_for_space(tpl.len()).await.expect("space"),
+                    Err(Error::LogInFlightFull { .. }) => {
+                        log.wait_for_space(tpl.len()).await.expect("space")
+                    }
                     Err(e) => panic!("append failed: {e}"),
                 }
             }
@@ -240,7 +264,13 @@ async fn write_case(logs: &[Rc<Log<DmaStorage>>], bytes_per_log: u64, always: bo
     l.sort_unstable();
     let fdatasyncs = logs.iter().map(|l| l.stats.fdatasyncs.get()).sum();
     let batches = bytes / tpl.len() as u64;
-    WriteResult { bytes, seconds, latencies_us: l, fdatasyncs, batches }
+    WriteResult {
+        bytes,
+        seconds,
+        latencies_us: l,
+        fdatasyncs,
+        batches,
+    }
 }
 
 fn gib(b: u64) -> f64 {
@@ -349,7 +379,10 @@ fn run_idle(args: &Args) {
         // One batch each, durably, several partitions at a time.
         let mut infos = Vec::with_capacity(n);
         for log in &logs {
-            infos.push(log.append(BytesMut::from(&tpl[..]), LeaderEpoch(0)).expect("append"));
+            infos.push(
+                log.append(BytesMut::from(&tpl[..]), LeaderEpoch(0))
+                    .expect("append"),
+            );
         }
         for (log, info) in logs.iter().zip(&infos) {
             log.wait_durable(info.last_offset).await.expect("durable");
@@ -361,7 +394,9 @@ fn run_idle(args: &Args) {
         let mut lat = Vec::with_capacity(n);
         for log in &logs {
             let t0 = Instant::now();
-            let info = log.append(BytesMut::from(&tpl[..]), LeaderEpoch(0)).expect("append");
+            let info = log
+                .append(BytesMut::from(&tpl[..]), LeaderEpoch(0))
+                .expect("append");
             log.wait_durable(info.last_offset).await.expect("durable");
             lat.push(t0.elapsed().as_micros() as u64);
         }
@@ -371,7 +406,10 @@ fn run_idle(args: &Args) {
         }
         (rss_before, rss_after, open_s, lat)
     });
-    let du = Command::new("du").args(["-sk", dir.to_str().unwrap()]).output().ok();
+    let du = Command::new("du")
+        .args(["-sk", dir.to_str().unwrap()])
+        .output()
+        .ok();
     let du_kib: u64 = du
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
@@ -401,7 +439,9 @@ fn main() {
     if args.cases.iter().any(|c| c == "write" || c == "read") {
         for &p in &args.partitions {
             for policy in [FlushPolicy::None, FlushPolicy::Always] {
-                let keep_for_read = args.cases.iter().any(|c| c == "read") && policy == FlushPolicy::None && p == 16;
+                let keep_for_read = args.cases.iter().any(|c| c == "read")
+                    && policy == FlushPolicy::None
+                    && p == 16;
                 if args.cases.iter().any(|c| c == "write") || keep_for_read {
                     run_write(&args, p, policy, keep_for_read);
                 }
