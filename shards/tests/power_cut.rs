@@ -113,6 +113,7 @@ async fn power_cut_case(seed: u64) {
         index_interval_bytes: rng.gen_range(200..4096),
         flush_policy: FlushPolicy::Always,
         in_flight_bytes_max: rng.gen_range(5_000..50_000),
+        buffer_bytes_max: rng.gen_range(0..50_000),
         write_chunk_bytes: 4096 * rng.gen_range(1..4),
         writes_in_flight_max: rng.gen_range(1..4),
         write_step_bytes_max: rng.gen_range(1..60_000),

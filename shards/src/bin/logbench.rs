@@ -29,6 +29,9 @@ struct Args {
     idle: usize,
     cpu: Option<usize>,
     partitions: Vec<usize>,
+    policies: Vec<FlushPolicy>,
+    /// Unacknowledged bytes all producers together keep outstanding under `always`.
+    always_window_total: usize,
 }
 
 fn parse_args() -> Args {
@@ -39,6 +42,8 @@ fn parse_args() -> Args {
         idle: 10_000,
         cpu: None,
         partitions: vec![1, 16, 256],
+        policies: vec![FlushPolicy::None, FlushPolicy::Always],
+        always_window_total: 4 << 20,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -49,7 +54,23 @@ fn parse_args() -> Args {
             "--cases" => a.cases = v.split(',').map(String::from).collect(),
             "--idle" => a.idle = v.parse().expect("--idle"),
             "--cpu" => a.cpu = Some(v.parse().expect("--cpu")),
-            "--partitions" => a.partitions = v.split(',').map(|p| p.parse().expect("--partitions")).collect(),
+            "--policies" => {
+                a.policies = v
+                    .split(',')
+                    .map(|p| match p {
+                        "none" => FlushPolicy::None,
+                        "always" => FlushPolicy::Always,
+                        _ => panic!("--policies none,always"),
+                    })
+                    .collect()
+            }
+            "--always-window-kib" => a.always_window_total = v.parse::<usize>().expect("kib") << 10,
+            "--partitions" => {
+                a.partitions = v
+                    .split(',')
+                    .map(|p| p.parse().expect("--partitions"))
+                    .collect()
+            }
             _ => panic!("unknown flag {k}"),
         }
     }
@@ -60,7 +81,12 @@ fn template() -> Bytes {
     let mut b = BatchBuilder::new(Compression::None);
     let value = vec![0x5a; 1000];
     for i in 0..16 {
-        b.push(Some(format!("key-{i:04}").as_bytes()), Some(&value), &[], 1_700_000_000_000 + i);
+        b.push(
+            Some(format!("key-{i:04}").as_bytes()),
+            Some(&value),
+            &[],
+            1_700_000_000_000 + i,
+        );
     }
     b.build()
 }
@@ -82,7 +108,11 @@ fn device_bytes_written(dir: &Path) -> Option<u64> {
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
@@ -118,11 +148,17 @@ fn config(policy: FlushPolicy) -> LogConfig {
         write_chunk_bytes: env("LB_CHUNK").unwrap_or(d.write_chunk_bytes),
         writes_in_flight_max: env("LB_WRITES").unwrap_or(d.writes_in_flight_max),
         in_flight_bytes_max: env("LB_INFLIGHT").unwrap_or(d.in_flight_bytes_max),
+        buffer_bytes_max: env("LB_BUFFER").unwrap_or(d.buffer_bytes_max),
         ..d
     }
 }
 
-async fn open_logs(dir: &Path, n: usize, policy: FlushPolicy, budgets: &Rc<ShardBudgets>) -> Vec<Rc<Log<DmaStorage>>> {
+async fn open_logs(
+    dir: &Path,
+    n: usize,
+    policy: FlushPolicy,
+    budgets: &Rc<ShardBudgets>,
+) -> Vec<Rc<Log<DmaStorage>>> {
     let storage = DmaStorage::init(dir).await.expect("storage init");
     let mut logs = Vec::with_capacity(n);
     for p in 0..n {
@@ -151,7 +187,12 @@ struct WriteResult {
 
 /// One producer per partition keeps up to the per-partition in-flight limit outstanding;
 /// under `always` an ack collector records append -> durable latency for every batch.
-async fn write_case(logs: &[Rc<Log<DmaStorage>>], bytes_per_log: u64, always: bool) -> WriteResult {
+async fn write_case(
+    logs: &[Rc<Log<DmaStorage>>],
+    bytes_per_log: u64,
+    always: bool,
+    always_window: usize,
+) -> WriteResult {
     let tpl = template();
     let started = Instant::now();
     let latencies = Rc::new(RefCell::new(Vec::<u64>::new()));
@@ -161,7 +202,8 @@ async fn write_case(logs: &[Rc<Log<DmaStorage>>], bytes_per_log: u64, always: bo
         let tpl = tpl.clone();
         let latencies = latencies.clone();
         tasks.push(glommio::spawn_local(async move {
-            let outstanding: Rc<RefCell<VecDeque<(Offset, Instant, usize)>>> = Rc::new(RefCell::new(VecDeque::new()));
+            let outstanding: Rc<RefCell<VecDeque<(Offset, Instant, usize)>>> =
+                Rc::new(RefCell::new(VecDeque::new()));
             let done = Rc::new(std::cell::Cell::new(false));
             let collector = always.then(|| {
                 let log = log.clone();
@@ -188,7 +230,7 @@ async fn write_case(logs: &[Rc<Log<DmaStorage>>], bytes_per_log: u64, always: bo
                     }
                 })
             });
-            let window = log.config().in_flight_bytes_max;
+            let window = always_window;
             let mut written = 0u64;
             let mut last = Offset(0);
             while written < bytes_per_log {
@@ -210,10 +252,14 @@ async fn write_case(logs: &[Rc<Log<DmaStorage>>], bytes_per_log: u64, always: bo
                         written += info.bytes as u64;
                         last = info.last_offset;
                         if always {
-                            outstanding.borrow_mut().push_back((info.last_offset, t0, info.bytes));
+                            outstanding
+                                .borrow_mut()
+                                .push_back((info.last_offset, t0, info.bytes));
                         }
                     }
-                    Err(Error::LogInFlightFull { .. }) => log.wait_for_space(tpl.len()).await.expect("space"),
+                    Err(Error::LogInFlightFull { .. }) => {
+                        log.wait_for_space(tpl.len()).await.expect("space")
+                    }
                     Err(e) => panic!("append failed: {e}"),
                 }
             }
@@ -240,7 +286,13 @@ async fn write_case(logs: &[Rc<Log<DmaStorage>>], bytes_per_log: u64, always: bo
     l.sort_unstable();
     let fdatasyncs = logs.iter().map(|l| l.stats.fdatasyncs.get()).sum();
     let batches = bytes / tpl.len() as u64;
-    WriteResult { bytes, seconds, latencies_us: l, fdatasyncs, batches }
+    WriteResult {
+        bytes,
+        seconds,
+        latencies_us: l,
+        fdatasyncs,
+        batches,
+    }
 }
 
 fn gib(b: u64) -> f64 {
@@ -255,10 +307,13 @@ fn run_write(args: &Args, partitions: usize, policy: FlushPolicy, keep: bool) {
     let always = policy == FlushPolicy::Always;
     let dev_before = device_bytes_written(&dir);
     let d = dir.clone();
+    let window_total = args.always_window_total;
     let r = on_executor(args.cpu, move || async move {
         let budgets = ShardBudgets::new(256 << 20, 64 << 20);
         let logs = open_logs(&d, partitions, policy, &budgets).await;
-        let r = write_case(&logs, total / partitions as u64, always).await;
+        let log_max = logs[0].config().in_flight_bytes_max + logs[0].config().buffer_bytes_max;
+        let always_window = (window_total / partitions).clamp(2 * template().len(), log_max);
+        let r = write_case(&logs, total / partitions as u64, always, always_window).await;
         for log in &logs {
             log.close().await.expect("close");
         }
@@ -349,7 +404,10 @@ fn run_idle(args: &Args) {
         // One batch each, durably, several partitions at a time.
         let mut infos = Vec::with_capacity(n);
         for log in &logs {
-            infos.push(log.append(BytesMut::from(&tpl[..]), LeaderEpoch(0)).expect("append"));
+            infos.push(
+                log.append(BytesMut::from(&tpl[..]), LeaderEpoch(0))
+                    .expect("append"),
+            );
         }
         for (log, info) in logs.iter().zip(&infos) {
             log.wait_durable(info.last_offset).await.expect("durable");
@@ -361,7 +419,9 @@ fn run_idle(args: &Args) {
         let mut lat = Vec::with_capacity(n);
         for log in &logs {
             let t0 = Instant::now();
-            let info = log.append(BytesMut::from(&tpl[..]), LeaderEpoch(0)).expect("append");
+            let info = log
+                .append(BytesMut::from(&tpl[..]), LeaderEpoch(0))
+                .expect("append");
             log.wait_durable(info.last_offset).await.expect("durable");
             lat.push(t0.elapsed().as_micros() as u64);
         }
@@ -371,7 +431,10 @@ fn run_idle(args: &Args) {
         }
         (rss_before, rss_after, open_s, lat)
     });
-    let du = Command::new("du").args(["-sk", dir.to_str().unwrap()]).output().ok();
+    let du = Command::new("du")
+        .args(["-sk", dir.to_str().unwrap()])
+        .output()
+        .ok();
     let du_kib: u64 = du
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
@@ -400,8 +463,10 @@ fn main() {
     );
     if args.cases.iter().any(|c| c == "write" || c == "read") {
         for &p in &args.partitions {
-            for policy in [FlushPolicy::None, FlushPolicy::Always] {
-                let keep_for_read = args.cases.iter().any(|c| c == "read") && policy == FlushPolicy::None && p == 16;
+            for &policy in &args.policies {
+                let keep_for_read = args.cases.iter().any(|c| c == "read")
+                    && policy == FlushPolicy::None
+                    && p == 16;
                 if args.cases.iter().any(|c| c == "write") || keep_for_read {
                     run_write(&args, p, policy, keep_for_read);
                 }

@@ -66,6 +66,8 @@ async fn join_write(task: &mut glommio::task::JoinHandle<Result<()>>) -> Result<
 
 /// One submitted write, completed in submission order.
 struct Chunk {
+    /// Bytes of the write (padding included), for the per-log device in-flight limit.
+    device_bytes: usize,
     end_pos: u64,
     /// New data bytes (excluding the rewritten partial block) for in-flight accounting.
     data_bytes: usize,
@@ -257,6 +259,10 @@ impl<S: Storage> Log<S> {
                 };
                 let end_pos = start + len as u64;
                 let padded = align_up(len as u64) as usize;
+                let device_bytes: usize = queue.iter().map(|c| c.device_bytes).sum();
+                if !queue.is_empty() && device_bytes + padded > self.config.in_flight_bytes_max {
+                    break; // the device holds this log's share; wait for a completion
+                }
                 self.ensure_preallocated(&*file, base, start + padded as u64)
                     .await?;
                 let mut buf = file.alloc_buf(padded);
@@ -272,6 +278,7 @@ impl<S: Storage> Log<S> {
                 let task =
                     glommio::spawn_local(async move { file2.write_at(buf, start).await }).detach();
                 queue.push_back(Chunk {
+                    device_bytes: padded,
                     end_pos,
                     data_bytes: (end_pos - submitted) as usize,
                     last_next,

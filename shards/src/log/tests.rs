@@ -348,6 +348,7 @@ fn in_flight_limit_backpressures_until_written() {
         let s = SimStorage::new();
         let config = LogConfig {
             in_flight_bytes_max: 3000,
+            buffer_bytes_max: 0,
             flush_policy: FlushPolicy::None,
             ..LogConfig::default()
         };
