@@ -388,20 +388,20 @@ fn run_read(args: &Args, partitions: usize) {
 }
 
 /// N partitions each receive one batch (flush `always`) and then sit idle: RSS growth per
-/// partition, disk use, and the latency of the next append to each idle partition.
+/// partition, disk use, open descriptors, and the latency of the next append to each idle
+/// partition (append -> durable, one partition at a time).
 fn run_idle(args: &Args) {
     let dir = args.dir.clone();
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let n = args.idle;
     let d = dir.clone();
-    let (rss_before, rss_after, open_s, lat) = on_executor(args.cpu, move || async move {
+    let m = on_executor(args.cpu, move || async move {
         let tpl = template();
         let budgets = ShardBudgets::new(256 << 20, 64 << 20);
         let rss_before = rss_bytes();
         let t = Instant::now();
         let logs = open_logs(&d, n, FlushPolicy::Always, &budgets).await;
-        // One batch each, durably, several partitions at a time.
         let mut infos = Vec::with_capacity(n);
         for log in &logs {
             infos.push(
@@ -412,10 +412,13 @@ fn run_idle(args: &Args) {
         for (log, info) in logs.iter().zip(&infos) {
             log.wait_durable(info.last_offset).await.expect("durable");
         }
-        let open_s = t.elapsed().as_secs_f64();
+        let setup_s = t.elapsed().as_secs_f64();
         glommio::timer::sleep(Duration::from_millis(200)).await;
         let rss_after = rss_bytes();
-        // Next append to each idle partition, one at a time: append -> durable.
+        let du_idle_kib = du_kib(&d);
+        let fds = std::fs::read_dir("/proc/self/fd")
+            .map(|r| r.count())
+            .unwrap_or(0);
         let mut lat = Vec::with_capacity(n);
         for log in &logs {
             let t0 = Instant::now();
@@ -426,28 +429,55 @@ fn run_idle(args: &Args) {
             lat.push(t0.elapsed().as_micros() as u64);
         }
         lat.sort_unstable();
+        let t = Instant::now();
         for log in &logs {
             log.close().await.expect("close");
         }
-        (rss_before, rss_after, open_s, lat)
+        let close_s = t.elapsed().as_secs_f64();
+        IdleResult {
+            rss_before,
+            rss_after,
+            setup_s,
+            lat,
+            du_idle_kib,
+            fds,
+            close_s,
+        }
     });
-    let du = Command::new("du")
-        .args(["-sk", dir.to_str().unwrap()])
-        .output()
-        .ok();
-    let du_kib: u64 = du
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0);
+    let du_closed_kib = du_kib(&dir);
     println!(
-        "idle partitions={n} setup(open+1 batch each)={open_s:.1}s rss_growth={:.1}KiB/partition disk_after_close={:.1}KiB/partition first_append_p50={}us p99={}us max={}us",
-        (rss_after.saturating_sub(rss_before)) as f64 / 1024.0 / n as f64,
-        du_kib as f64 / n as f64,
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99),
-        lat.last().copied().unwrap_or(0)
+        "idle partitions={n} setup(open+1 batch each)={:.1}s rss_growth={:.1}KiB/partition disk_idle={:.1}KiB/partition disk_after_close={:.1}KiB/partition open_fds={} next_append_p50={}us p99={}us max={}us close_all={:.1}s",
+        m.setup_s,
+        (m.rss_after.saturating_sub(m.rss_before)) as f64 / 1024.0 / n as f64,
+        m.du_idle_kib as f64 / n as f64,
+        du_closed_kib as f64 / n as f64,
+        m.fds,
+        percentile(&m.lat, 0.5),
+        percentile(&m.lat, 0.99),
+        m.lat.last().copied().unwrap_or(0),
+        m.close_s,
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+struct IdleResult {
+    rss_before: u64,
+    rss_after: u64,
+    setup_s: f64,
+    lat: Vec<u64>,
+    du_idle_kib: u64,
+    fds: usize,
+    close_s: f64,
+}
+
+fn du_kib(dir: &Path) -> u64 {
+    Command::new("du")
+        .args(["-sk", dir.to_str().unwrap()])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
 }
 
 use std::process::Command;

@@ -267,7 +267,7 @@ impl<S: Storage> Log<S> {
                     .await?;
                 let mut buf = file.alloc_buf(padded);
                 let last_next = self.fill_chunk(base, buf.as_mut(), len);
-                let tail = if end_pos % BLOCK_BYTES as u64 != 0 {
+                let tail = if !end_pos.is_multiple_of(BLOCK_BYTES as u64) {
                     partial_outstanding = true;
                     let t0 = (align_down(end_pos) - start) as usize;
                     Some(buf.as_ref()[t0..len].to_vec())
