@@ -30,6 +30,8 @@ struct Args {
     cpu: Option<usize>,
     partitions: Vec<usize>,
     policies: Vec<FlushPolicy>,
+    /// Partition counts whose `none` data set is also read back cold.
+    read_partitions: Vec<usize>,
     /// Unacknowledged bytes all producers together keep outstanding under `always`.
     always_window_total: usize,
 }
@@ -43,6 +45,7 @@ fn parse_args() -> Args {
         cpu: None,
         partitions: vec![1, 16, 256],
         policies: vec![FlushPolicy::None, FlushPolicy::Always],
+        read_partitions: vec![1, 16],
         always_window_total: 4 << 20,
     };
     let mut it = std::env::args().skip(1);
@@ -65,6 +68,12 @@ fn parse_args() -> Args {
                     .collect()
             }
             "--always-window-kib" => a.always_window_total = v.parse::<usize>().expect("kib") << 10,
+            "--read-partitions" => {
+                a.read_partitions = v
+                    .split(',')
+                    .map(|p| p.parse().expect("--read-partitions"))
+                    .collect()
+            }
             "--partitions" => {
                 a.partitions = v
                     .split(',')
@@ -384,7 +393,9 @@ fn run_read(args: &Args, partitions: usize) {
         gib(bytes),
         gib(bytes) / seconds
     );
-    let _ = std::fs::remove_dir_all(&args.dir);
+    if std::env::var("LB_KEEP").is_err() {
+        let _ = std::fs::remove_dir_all(&args.dir);
+    }
 }
 
 /// N partitions each receive one batch (flush `always`) and then sit idle: RSS growth per
@@ -496,7 +507,7 @@ fn main() {
             for &policy in &args.policies {
                 let keep_for_read = args.cases.iter().any(|c| c == "read")
                     && policy == FlushPolicy::None
-                    && p == 16;
+                    && args.read_partitions.contains(&p);
                 if args.cases.iter().any(|c| c == "write") || keep_for_read {
                     run_write(&args, p, policy, keep_for_read);
                 }
@@ -505,6 +516,47 @@ fn main() {
                 }
             }
         }
+    }
+    if args.cases.iter().any(|c| c == "rawread") {
+        // Diagnostic: the storage seam alone, 1 MiB sequential reads of one segment file.
+        let d = args.dir.clone();
+        on_executor(args.cpu, move || async move {
+            use shards::storage::{Storage, StorageFile};
+            let storage = DmaStorage::init(&d).await.unwrap();
+            let path = d.join("bench-0").join("00000000000000000000.log");
+            let f = storage.open(&path, false).await.unwrap();
+            let size = f.size().await.unwrap();
+            for (label, off) in [("aligned", 0u64), ("unaligned", 100)] {
+                let t = Instant::now();
+                let mut pos = off;
+                while pos + (1 << 20) < size {
+                    let v = f.read_at(pos, 1 << 20).await.unwrap();
+                    pos += v.len() as u64;
+                }
+                let s = t.elapsed().as_secs_f64();
+                println!("rawread {label} {:.3}GiB/s", gib(pos) / s);
+            }
+            let g = glommio::io::OpenOptions::new()
+                .read(true)
+                .dma_open(&path)
+                .await
+                .unwrap();
+            for (label, copy) in [("glommio-direct", false), ("glommio+copy", true)] {
+                let t = Instant::now();
+                let mut pos = 0u64;
+                while pos + (1 << 20) < size {
+                    let r = g.read_at_aligned(pos, 1 << 20).await.unwrap();
+                    if copy {
+                        std::hint::black_box(r.to_vec());
+                    }
+                    pos += r.len() as u64;
+                }
+                println!(
+                    "rawread {label} {:.3}GiB/s",
+                    gib(pos) / t.elapsed().as_secs_f64()
+                );
+            }
+        });
     }
     if args.cases.iter().any(|c| c == "idle") {
         run_idle(&args);
