@@ -66,6 +66,8 @@ async fn join_write(task: &mut glommio::task::JoinHandle<Result<()>>) -> Result<
 
 /// One submitted write, completed in submission order.
 struct Chunk {
+    /// Bytes of the write (padding included), for the per-log device in-flight limit.
+    device_bytes: usize,
     end_pos: u64,
     /// New data bytes (excluding the rewritten partial block) for in-flight accounting.
     data_bytes: usize,
@@ -257,11 +259,15 @@ impl<S: Storage> Log<S> {
                 };
                 let end_pos = start + len as u64;
                 let padded = align_up(len as u64) as usize;
+                let device_bytes: usize = queue.iter().map(|c| c.device_bytes).sum();
+                if !queue.is_empty() && device_bytes + padded > self.config.in_flight_bytes_max {
+                    break; // the device holds this log's share; wait for a completion
+                }
                 self.ensure_preallocated(&*file, base, start + padded as u64)
                     .await?;
                 let mut buf = file.alloc_buf(padded);
                 let last_next = self.fill_chunk(base, buf.as_mut(), len);
-                let tail = if end_pos % BLOCK_BYTES as u64 != 0 {
+                let tail = if !end_pos.is_multiple_of(BLOCK_BYTES as u64) {
                     partial_outstanding = true;
                     let t0 = (align_down(end_pos) - start) as usize;
                     Some(buf.as_ref()[t0..len].to_vec())
@@ -272,6 +278,7 @@ impl<S: Storage> Log<S> {
                 let task =
                     glommio::spawn_local(async move { file2.write_at(buf, start).await }).detach();
                 queue.push_back(Chunk {
+                    device_bytes: padded,
                     end_pos,
                     data_bytes: (end_pos - submitted) as usize,
                     last_next,
