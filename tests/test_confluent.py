@@ -210,12 +210,6 @@ def test_idempotent_producer_with_connections_dropped_mid_flight(broker_factory,
         proxy.close()
 
 
-TIME_XFAIL = pytest.mark.xfail(
-    reason="ListOffsets by timestamp not merged (interim log: earliest/latest only)", strict=False
-)
-
-
-@TIME_XFAIL
 def test_offsets_for_times(broker, topic_name):
     create_topic(broker.bootstrap, topic_name, 2)
     ts0 = 1_700_000_000_000
@@ -250,7 +244,6 @@ def test_offsets_for_times(broker, topic_name):
         c.close()
 
 
-@TIME_XFAIL
 def test_offsets_for_times_out_of_order_timestamps(broker, topic_name):
     """Kafka returns the earliest offset whose timestamp is >= the target, even when
     timestamps in the log are not monotonic."""

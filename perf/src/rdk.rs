@@ -108,9 +108,11 @@ pub fn run_producer(ctx: ClientCtx) -> Result<()> {
     let mut sent_bytes = 0u64;
     let mut n = 0u64;
     let mut key_buf = String::new();
-    while !ctx.stop.load(Ordering::Relaxed)
-        && !(ctx.bytes_limit > 0 && sent_bytes >= ctx.bytes_limit)
-    {
+    loop {
+        let limit_reached = ctx.bytes_limit > 0 && sent_bytes >= ctx.bytes_limit;
+        if ctx.stop.load(Ordering::Relaxed) || limit_reached {
+            break;
+        }
         let at_us = if interval_us > 0.0 {
             let now = start.elapsed().as_micros() as f64;
             if next_us > now {
@@ -186,7 +188,7 @@ pub fn run_consumer(ctx: ClientCtx) -> Result<()> {
         .set("group.id", format!("riptide-perf-{}", ctx.layouts[0].topic))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "100")
+        .set("fetch.wait.max.ms", w.fetch_max_wait_ms.to_string())
         .set("enable.partition.eof", "false");
     let consumer: BaseConsumer = c.create().context("creating librdkafka consumer")?;
     match w.subscription {

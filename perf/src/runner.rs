@@ -45,6 +45,9 @@ pub struct RunOptions {
     pub pin: Vec<usize>,
     pub verify_crc: bool,
     pub progress: bool,
+    /// Shell command run between the backlog fill and the consume phase (e.g. dropping the
+    /// page cache for a cold read). The broker pid is looked up again afterwards.
+    pub before_consume: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
@@ -210,16 +213,18 @@ fn spawn_clients(
         stats.push(ctx.stats.clone());
         let driver = opts.driver;
         let name = format!("perf-{}-{i}", if producer { "p" } else { "c" });
-        handles.push(thread::Builder::new().name(name).spawn(move || match (driver, producer) {
-            (Driver::Native, true) => crate::native::run_producer(ctx),
-            (Driver::Native, false) => crate::native::run_consumer(ctx),
-            #[cfg(feature = "rdkafka")]
+        handles.push(thread::Builder::new().name(name).spawn(move || {
+            match (driver, producer) {
+                (Driver::Native, true) => crate::native::run_producer(ctx),
+                (Driver::Native, false) => crate::native::run_consumer(ctx),
+                #[cfg(feature = "rdkafka")]
             (Driver::Rdkafka, true) => crate::rdk::run_producer(ctx),
-            #[cfg(feature = "rdkafka")]
+                #[cfg(feature = "rdkafka")]
             (Driver::Rdkafka, false) => crate::rdk::run_consumer(ctx),
             #[cfg(not(feature = "rdkafka"))]
             (Driver::Rdkafka, _) => {
                 anyhow::bail!("this riptide-perf was built without the librdkafka driver: rebuild with --features rdkafka")
+            }
             }
         })?);
     }
@@ -261,9 +266,25 @@ pub fn run_once(
     run_index: u32,
 ) -> Result<RunResult> {
     let started_unix_s = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let pid = target
-        .pid
-        .or_else(|| port_of(&target.bootstrap).and_then(|p| procfs::pid_by_port(p).ok()));
+    let pid = match (target.pid, port_of(&target.bootstrap)) {
+        (Some(pid), _) => Some(pid),
+        (None, Some(port)) => match procfs::pids_by_port(port) {
+            Ok(pids) if pids.len() > 1 => bail!(
+                "target {}: port {port} is shared by processes {pids:?} (SO_REUSEPORT); \
+                 the results would mix brokers. Stop the others or use another port.",
+                target.name
+            ),
+            Ok(pids) => Some(pids[0]),
+            Err(e) => {
+                eprintln!(
+                    "warning: target {}: no broker pid ({e:#}); CPU and RSS not measured",
+                    target.name
+                );
+                None
+            }
+        },
+        (None, None) => None,
+    };
     let nonce = format!(
         "{:x}",
         SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() & 0xffff_ffff
@@ -321,10 +342,11 @@ pub fn run_once(
     } else {
         m.consume.bytes
     };
-    let broker_cpu_s = match (m.cpu_before, broker_cpu(pid)) {
-        (Some(a), Some(_)) => m.cpu_after.map(|b| b - a),
+    let broker_cpu_s = match (m.cpu_before, m.cpu_after) {
+        (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
+    let pid = BROKER_PID.with(|p| p.get()).or(pid);
     Ok(RunResult {
         workload: w.name.clone(),
         target: target.name.clone(),
@@ -522,7 +544,7 @@ fn run_backlog(
     pb: &Option<ProgressBar>,
     plain: bool,
 ) -> Result<Measured> {
-    let pid = base_pid(base);
+    let mut pid = base_pid(base);
     let producers_n = w.producers.max(1);
     let mut fill = base.clone();
     fill.bytes_limit = w.consume_backlog_bytes.div_ceil(producers_n as u64);
@@ -548,6 +570,20 @@ fn run_backlog(
     let produced = Counts::of(&pstats);
     if plain {
         eprintln!("  filled {} msgs in {fill_s:.1}s", produced.msgs);
+    }
+    if let Some(cmd) = &opts.before_consume {
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .status()
+            .context("running --before-consume")?;
+        if !status.success() {
+            bail!("--before-consume command failed: {status}");
+        }
+        pid = port_of(&base.bootstrap)
+            .and_then(|p| procfs::pid_by_port(p).ok())
+            .or(pid);
+        BROKER_PID.with(|p| p.set(pid));
     }
     let (cpu0, self0) = (broker_cpu(pid), self_cpu());
     let t0 = Instant::now();

@@ -72,6 +72,20 @@ pub enum Subscription {
     Group,
 }
 
+/// Accepts `acks = 1` as well as `acks = "1"` (a shell eats the quotes of `--set acks="1"`).
+fn string_or_int<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum S {
+        Str(String),
+        Int(i64),
+    }
+    Ok(match S::deserialize(d)? {
+        S::Str(s) => s,
+        S::Int(i) => i.to_string(),
+    })
+}
+
 fn one() -> u32 {
     1
 }
@@ -92,6 +106,9 @@ fn batch_default() -> u32 {
 }
 fn in_flight_default() -> u32 {
     5
+}
+fn fetch_wait_default() -> u32 {
+    100
 }
 fn drain_default() -> u64 {
     15
@@ -118,8 +135,8 @@ pub struct Workload {
     /// Total target rate over all producers, messages per second; 0 means as fast as possible.
     #[serde(default)]
     pub producer_rate_msgs_per_s: u64,
-    /// "0", "1" or "all".
-    #[serde(default = "acks_default")]
+    /// "0", "1" or "all" (integers 0, 1, -1 are accepted too).
+    #[serde(default = "acks_default", deserialize_with = "string_or_int")]
     pub acks: String,
     /// none, gzip, snappy, lz4, zstd (native driver: none only).
     #[serde(default = "compression_default")]
@@ -143,6 +160,9 @@ pub struct Workload {
     /// beginning (the consume-throughput workload). When 0, consumers read the tail live.
     #[serde(default)]
     pub consume_backlog_bytes: u64,
+    /// Consumers' Fetch max_wait_ms (long-poll bound when no data is ready).
+    #[serde(default = "fetch_wait_default")]
+    pub fetch_max_wait_ms: u32,
     /// After producers stop, how long consumers may take to catch up before the run reports
     /// missing messages.
     #[serde(default = "drain_default")]
@@ -199,6 +219,9 @@ impl Workload {
         if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.compression.as_str()) {
             bail!("unknown compression {:?}", self.compression);
         }
+        if self.fetch_max_wait_ms > 30_000 {
+            bail!("fetch_max_wait_ms must be <= 30000");
+        }
         if self.replication_factor < 1 {
             bail!("replication_factor must be >= 1");
         }
@@ -252,6 +275,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(w.acks_i16().unwrap(), 1);
+        assert_eq!(
+            parse(BASE, &["acks=1".into()]).unwrap().acks_i16().unwrap(),
+            1
+        );
+        assert_eq!(
+            parse(BASE, &["acks=all".into()])
+                .unwrap()
+                .acks_i16()
+                .unwrap(),
+            -1
+        );
+        assert_eq!(
+            parse(BASE, &["acks=-1".into()])
+                .unwrap()
+                .acks_i16()
+                .unwrap(),
+            -1
+        );
         assert_eq!(w.producer_rate_msgs_per_s, 5000);
         assert_eq!(w.keys.mode().unwrap(), KeyMode::Distinct(100));
         assert_eq!(w.partitions_total(), 3);

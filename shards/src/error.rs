@@ -77,6 +77,10 @@ pub enum Error {
     /// for (expired, evicted, or its batches removed by retention or truncation).
     #[error("unknown producer {producer_id} (sequence {sequence} without state)")]
     UnknownProducerId { producer_id: i64, sequence: i32 },
+    /// Kafka INVALID_TXN_STATE: a non-transactional batch while the producer has an open
+    /// transaction in this partition.
+    #[error("producer {producer_id} wrote a non-transactional batch inside an open transaction")]
+    InvalidTxnState { producer_id: i64 },
     /// A producer-state snapshot that fails its checks; the caller rebuilds from the log.
     #[error("corrupt producer state snapshot: {0}")]
     CorruptSnapshot(String),
@@ -99,6 +103,10 @@ pub enum Error {
     /// An unreadable metadata or checkpoint file.
     #[error("corrupt file {path}: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    /// Kafka INVALID_TIMESTAMP: a CreateTime timestamp outside
+    /// `message.timestamp.before.max.ms` / `message.timestamp.after.max.ms` of broker time.
+    #[error("timestamp {timestamp_ms} is out of range of broker time {now_ms}")]
+    InvalidTimestamp { timestamp_ms: i64, now_ms: i64 },
 }
 
 impl Error {

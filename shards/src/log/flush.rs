@@ -4,7 +4,7 @@
 
 use std::rc::{Rc, Weak};
 
-use futures::future::try_join_all;
+use std::collections::VecDeque;
 
 use super::checkpoint::{self, RECOVERY_POINT_CHECKPOINT};
 use super::recovery::write_index_files;
@@ -57,6 +57,24 @@ pub fn spawn_flusher<S: Storage>(log: &Rc<Log<S>>) {
     .detach();
 }
 
+async fn join_write(task: &mut glommio::task::JoinHandle<Result<()>>) -> Result<()> {
+    match task.await {
+        Some(r) => r,
+        None => Err(crate::Error::LogFailed("a write task was cancelled".into())),
+    }
+}
+
+/// One submitted write, completed in submission order.
+struct Chunk {
+    end_pos: u64,
+    /// New data bytes (excluding the rewritten partial block) for in-flight accounting.
+    data_bytes: usize,
+    last_next: Option<i64>,
+    /// The partial last block, if this chunk ends inside a block.
+    tail: Option<Vec<u8>>,
+    task: glommio::task::JoinHandle<Result<()>>,
+}
+
 pub enum FlushWait {
     Now,
     Idle,
@@ -105,24 +123,46 @@ impl<S: Storage> Log<S> {
     /// every segment in order (creating and sealing segments on the way), then syncs the
     /// active segment if the policy asks, writing dirty checkpoints first.
     pub(super) async fn flush_step(&self) -> Result<()> {
-        loop {
-            let job = {
-                let inner = self.inner.borrow();
-                inner
-                    .segments
-                    .values()
-                    .find(|s| s.needs_flush_work())
-                    .map(|s| s.base)
-            };
-            let Some(base) = job else { break };
+        // Segments in order, each once per step; a segment left with work stops the step,
+        // so the written offset only covers a contiguous prefix of the log.
+        let bases: Vec<i64> = {
+            let inner = self.inner.borrow();
+            inner
+                .segments
+                .values()
+                .filter(|s| s.needs_flush_work())
+                .map(|s| s.base)
+                .collect()
+        };
+        for base in bases {
             self.process_segment(base).await?;
+            let unfinished = self
+                .inner
+                .borrow()
+                .segments
+                .get(&base)
+                .is_some_and(|s| s.needs_flush_work());
+            if unfinished {
+                break;
+            }
         }
         self.sync_by_policy(false).await
     }
 
     /// Writes and syncs everything (truncation, close): afterwards disk == memory.
     pub(super) async fn flush_all_locked(&self) -> Result<()> {
-        self.flush_step().await?;
+        loop {
+            self.flush_step().await?;
+            let more = self
+                .inner
+                .borrow()
+                .segments
+                .values()
+                .any(|s| s.needs_flush_work());
+            if !more {
+                break;
+            }
+        }
         self.sync_by_policy(true).await
     }
 
@@ -149,138 +189,203 @@ impl<S: Storage> Log<S> {
             seg.preallocated = step;
             seg.file = Some(Rc::new(file));
         }
-        loop {
-            let has_pending = self
-                .inner
-                .borrow()
-                .segments
-                .get(&base)
-                .is_some_and(|s| !s.pending.is_empty());
-            if !has_pending {
-                break;
-            }
-            self.write_pending(base).await?;
-        }
-        let seal = self
+        let has_pending = self
             .inner
             .borrow()
             .segments
             .get(&base)
-            .is_some_and(|s| s.sealed && !s.finalized);
+            .is_some_and(|s| !s.pending.is_empty());
+        if has_pending {
+            // One pipeline run per step: what arrives later joins the next step (and, under
+            // `always`, the next fdatasync).
+            self.write_pending(base).await?;
+        }
+        let seal = self.inner.borrow().segments.get(&base).is_some_and(|s| {
+            s.sealed && !s.finalized && s.pending.is_empty() && s.written == s.size
+        });
         if seal {
             self.finalize_segment(base).await?;
         }
         Ok(())
     }
 
-    /// Writes pending batches of one segment: the kept partial block plus the batches,
-    /// block-padded, in chunks written concurrently.
+    /// Writes the pending batches of one segment as a pipeline: block-aligned chunks of
+    /// `write_chunk_bytes`, up to `writes_in_flight_max` in flight, each completion
+    /// releasing in-flight budget at once. A chunk ending in a partial block is written only
+    /// when no more data is at hand, and nothing is submitted while it is in flight (the
+    /// next write rewrites that block; two writes of one block must not race). Under
+    /// `always` the step ends at the size seen when it started, so an fdatasync follows
+    /// promptly; otherwise it follows the data as it arrives.
     async fn write_pending(&self, base: i64) -> Result<()> {
-        let step_bytes_max = self.config.write_chunk_bytes * self.config.writes_in_flight_max;
-        let (file, start, head, batches, prealloc_to) = {
-            let mut inner = self.inner.borrow_mut();
-            let seg = inner.segments.get_mut(&base).expect("segment");
-            let start = align_down(seg.written);
-            let head = std::mem::take(&mut seg.tail_block);
-            debug_assert_eq!(head.len() as u64, seg.written - start);
-            let mut batches = Vec::new();
-            let mut total = head.len();
-            while let Some(b) = seg.pending.front() {
-                if !batches.is_empty() && total + b.bytes.len() > step_bytes_max {
-                    break;
-                }
-                total += b.bytes.len();
-                batches.push(seg.pending.pop_front().expect("front checked"));
-            }
-            let end = start + align_up(total as u64);
-            let prealloc_to = (end > seg.preallocated).then(|| {
-                let step = seg.preallocated.clamp(
-                    self.config.preallocate_step_min_bytes,
-                    self.config.preallocate_step_max_bytes,
-                );
-                align_up(end.max(seg.preallocated + step))
-            });
+        let always = self.config.flush_policy == FlushPolicy::Always;
+        let chunk_bytes = self.config.write_chunk_bytes;
+        let (file, target_end, mut submitted) = {
+            let inner = self.inner.borrow();
+            let seg = inner.segments.get(&base).expect("segment");
             (
                 seg.file.clone().expect("created segment has a file"),
-                start,
-                head,
-                batches,
-                prealloc_to,
+                seg.size,
+                seg.written,
             )
         };
-        if let Some(to) = prealloc_to {
-            file.preallocate(to).await?;
-            self.inner
-                .borrow_mut()
-                .segments
-                .get_mut(&base)
-                .expect("segment")
-                .preallocated = to;
-        }
-        // Copy head + batches into block-aligned chunk buffers.
-        let total: usize = head.len() + batches.iter().map(|b| b.bytes.len()).sum::<usize>();
-        let padded = align_up(total as u64) as usize;
-        let chunk = self.config.write_chunk_bytes;
-        let mut bufs = Vec::with_capacity(padded.div_ceil(chunk));
-        let mut sources = std::iter::once(&head[..]).chain(batches.iter().map(|b| &b.bytes[..]));
-        let mut src: &[u8] = sources.next().unwrap_or(&[]);
-        let mut done = 0;
-        while done < padded {
-            let len = chunk.min(padded - done);
-            let mut buf = file.alloc_buf(len);
-            let dst = buf.as_mut();
-            let mut filled = 0;
-            while filled < len {
-                if src.is_empty() {
-                    match sources.next() {
-                        Some(s) => {
-                            src = s;
-                            continue;
-                        }
-                        None => break, // padding stays zero
-                    }
+        let first_submitted = submitted;
+        let mut queue: VecDeque<Chunk> = VecDeque::new();
+        let mut partial_outstanding = false;
+        loop {
+            while queue.len() < self.config.writes_in_flight_max && !partial_outstanding {
+                let (limit, head) = {
+                    let inner = self.inner.borrow();
+                    let seg = inner.segments.get(&base).expect("segment");
+                    let limit = if always { target_end } else { seg.size };
+                    (limit, seg.tail_block.len())
+                };
+                // Bounded steps, so checkpoints and waiting truncations get their turn.
+                let limit = limit.min(first_submitted + self.config.write_step_bytes_max);
+                let avail = limit.saturating_sub(submitted) as usize;
+                if avail == 0 {
+                    break;
                 }
-                let n = src.len().min(len - filled);
-                dst[filled..filled + n].copy_from_slice(&src[..n]);
-                src = &src[n..];
-                filled += n;
+                let start = align_down(submitted);
+                debug_assert_eq!((submitted - start) as usize, head);
+                let full = head + avail;
+                let len = if full >= chunk_bytes {
+                    chunk_bytes
+                } else if queue.is_empty() || always {
+                    full
+                } else {
+                    break; // wait for more data or a completion
+                };
+                let end_pos = start + len as u64;
+                let padded = align_up(len as u64) as usize;
+                self.ensure_preallocated(&*file, base, start + padded as u64)
+                    .await?;
+                let mut buf = file.alloc_buf(padded);
+                let last_next = self.fill_chunk(base, buf.as_mut(), len);
+                let tail = if end_pos % BLOCK_BYTES as u64 != 0 {
+                    partial_outstanding = true;
+                    let t0 = (align_down(end_pos) - start) as usize;
+                    Some(buf.as_ref()[t0..len].to_vec())
+                } else {
+                    None
+                };
+                let file2 = file.clone();
+                let task =
+                    glommio::spawn_local(async move { file2.write_at(buf, start).await }).detach();
+                queue.push_back(Chunk {
+                    end_pos,
+                    data_bytes: (end_pos - submitted) as usize,
+                    last_next,
+                    tail,
+                    task,
+                });
+                submitted = end_pos;
+                self.stats.writes.set(self.stats.writes.get() + 1);
+                self.stats
+                    .write_bytes
+                    .set(self.stats.write_bytes.get() + padded as u64);
             }
-            bufs.push((buf, start + done as u64));
-            done += len;
+            let Some(front) = queue.front_mut() else {
+                break;
+            };
+            // Completions are consumed in submission order: the written position can only
+            // advance contiguously, and later writes keep running meanwhile.
+            let seen = self.shared.work.generation();
+            let result = if always || partial_outstanding {
+                Some(join_write(&mut front.task).await)
+            } else {
+                let wait_data = async {
+                    self.shared.work.wait(seen).await;
+                    None
+                };
+                futures_lite::future::or(
+                    async { Some(join_write(&mut front.task).await) },
+                    wait_data,
+                )
+                .await
+            };
+            let Some(result) = result else {
+                continue; // new data arrived: try to submit more
+            };
+            result?;
+            let c = queue.pop_front().expect("front");
+            if c.tail.is_some() {
+                partial_outstanding = false;
+            }
+            self.chunk_written(base, c);
         }
-        // The last partial block is kept to be rewritten with the next write.
-        let tail_len = total % BLOCK_BYTES;
-        let tail_block = if tail_len == 0 {
-            Vec::new()
-        } else {
-            let (last, _) = bufs.last().expect("non-empty write");
-            let in_last = (padded - total).abs_diff(0);
-            let last_ref = last.as_ref();
-            let end_in_last = last_ref.len() - in_last;
-            last_ref[end_in_last - tail_len..end_in_last].to_vec()
+        debug_assert!(queue.is_empty());
+        Ok(())
+    }
+
+    /// Copies the next `len` bytes of the segment's unwritten data (kept partial block
+    /// first, then pending batches) into `dst`. Returns the next offset after the last batch
+    /// that this chunk completes.
+    fn fill_chunk(&self, base: i64, dst: &mut [u8], len: usize) -> Option<i64> {
+        let mut inner = self.inner.borrow_mut();
+        let seg = inner.segments.get_mut(&base).expect("segment");
+        let head = std::mem::take(&mut seg.tail_block);
+        dst[..head.len()].copy_from_slice(&head);
+        let mut filled = head.len();
+        let mut last_next = None;
+        while filled < len {
+            let front = seg.pending.front().expect("pending data for the chunk");
+            let rest = &front.bytes[seg.pending_front_taken..];
+            let n = rest.len().min(len - filled);
+            dst[filled..filled + n].copy_from_slice(&rest[..n]);
+            filled += n;
+            seg.pending_front_taken += n;
+            if seg.pending_front_taken == front.bytes.len() {
+                last_next = Some(front.next_offset);
+                seg.pending.pop_front();
+                seg.pending_front_taken = 0;
+            }
+        }
+        last_next
+    }
+
+    async fn ensure_preallocated(&self, file: &S::File, base: i64, end: u64) -> Result<()> {
+        let to = {
+            let inner = self.inner.borrow();
+            let seg = inner.segments.get(&base).expect("segment");
+            if end <= seg.preallocated {
+                return Ok(());
+            }
+            let step = seg.preallocated.clamp(
+                self.config.preallocate_step_min_bytes,
+                self.config.preallocate_step_max_bytes,
+            );
+            align_up(end.max(seg.preallocated + step))
         };
-        try_join_all(bufs.into_iter().map(|(buf, pos)| file.write_at(buf, pos))).await?;
-        let written_bytes = total - head.len();
-        let next_offset = batches.last().expect("at least one batch").next_offset;
+        file.preallocate(to).await?;
+        self.inner
+            .borrow_mut()
+            .segments
+            .get_mut(&base)
+            .expect("segment")
+            .preallocated = to;
+        Ok(())
+    }
+
+    /// A chunk completed, and every chunk before it: advance the written position.
+    fn chunk_written(&self, base: i64, c: Chunk) {
         {
             let mut inner = self.inner.borrow_mut();
             let seg = inner.segments.get_mut(&base).expect("segment");
-            seg.written += written_bytes as u64;
-            assert_eq!(
-                seg.written,
-                start + total as u64,
-                "written position drifted"
-            );
-            seg.tail_block = tail_block;
-            inner.written_offset = inner.written_offset.max(Offset(next_offset));
-            inner.in_flight_bytes -= written_bytes;
+            assert!(c.end_pos > seg.written, "written position must grow");
+            seg.written = c.end_pos;
+            if let Some(tail) = c.tail {
+                seg.tail_block = tail;
+            }
+            if let Some(next) = c.last_next {
+                inner.written_offset = inner.written_offset.max(Offset(next));
+            }
+            inner.in_flight_bytes -= c.data_bytes;
         }
         let shard = self.budgets.in_flight_bytes.get();
-        self.budgets.in_flight_bytes.set(shard - written_bytes);
+        self.budgets.in_flight_bytes.set(shard - c.data_bytes);
         self.budgets.space.notify_all();
         self.budgets.evict();
         self.changed.notify_all();
-        Ok(())
     }
 
     /// A sealed segment: sync, trim the preallocated tail, write its indexes, close it.
@@ -294,6 +399,7 @@ impl<S: Storage> Log<S> {
         };
         file.truncate(size).await?;
         file.fdatasync().await?;
+        self.stats.fdatasyncs.set(self.stats.fdatasyncs.get() + 1);
         write_index_files(&self.storage, &self.dir, base, &index).await?;
         let mut inner = self.inner.borrow_mut();
         let seg = inner.segments.get_mut(&base).expect("segment");
@@ -343,6 +449,7 @@ impl<S: Storage> Log<S> {
         .map_or((None, None), |(t, f)| (Some(t), Some(f)));
         if let (Some(target), Some(file)) = (target, file) {
             file.fdatasync().await?;
+            self.stats.fdatasyncs.set(self.stats.fdatasyncs.get() + 1);
             let mut inner = self.inner.borrow_mut();
             inner.synced_offset = inner.synced_offset.max(target);
             inner.messages_since_sync = 0;
