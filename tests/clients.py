@@ -15,7 +15,8 @@ def admin(bootstrap: str) -> AdminClient:
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = 1, config=None):
-    fs = admin(bootstrap).create_topics(
+    a = admin(bootstrap)  # must outlive the futures: its destruction fails them
+    fs = a.create_topics(
         [NewTopic(topic, num_partitions=partitions, replication_factor=1, config=config or {})],
         operation_timeout=OP_TIMEOUT_S,
         request_timeout=OP_TIMEOUT_S,
@@ -24,7 +25,8 @@ def create_topic(bootstrap: str, topic: str, partitions: int = 1, config=None):
 
 
 def topic_partitions(bootstrap: str, topic: str) -> int:
-    md = admin(bootstrap).list_topics(topic=topic, timeout=OP_TIMEOUT_S)
+    a = admin(bootstrap)
+    md = a.list_topics(topic=topic, timeout=OP_TIMEOUT_S)
     t = md.topics[topic]
     if t.error is not None:
         raise KafkaException(t.error)
@@ -64,6 +66,11 @@ def produce_all(bootstrap: str, topic: str, messages, conf=None, flush_timeout_s
                 p.poll(0.05)
         p.poll(0)
     left = p.flush(flush_timeout_s)
+    if left:
+        p.purge()
+    # Closed now, not at garbage collection: a lingering client keeps reconnecting (and
+    # logging) after its broker is gone.
+    p.close()
     assert left == 0, f"{left} messages not delivered within {flush_timeout_s}s"
     return reports
 

@@ -183,3 +183,69 @@ def crc32c(data: bytes) -> int:
     for b in data:
         c = _CRC32C[(c ^ b) & 0xFF] ^ (c >> 8)
     return c ^ 0xFFFFFFFF
+
+
+def zigzag(n: int) -> bytes:
+    """Kafka's signed VARINT / VARLONG (zigzag, then unsigned LEB128)."""
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while True:
+        b = z & 0x7F
+        z >>= 7
+        if z:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _bytes_field(b):
+    return zigzag(-1) if b is None else zigzag(len(b)) + b
+
+
+def record_batch(records, base_timestamp_ms: int, corrupt_crc=False) -> bytes:
+    """An uncompressed RecordBatch v2 (no producer id) holding `records`, a list of
+    (key, value) byte strings or None, one millisecond apart."""
+    body = b""
+    for i, (k, v) in enumerate(records):
+        rec = b"\x00" + zigzag(i) + zigzag(i) + _bytes_field(k) + _bytes_field(v) + zigzag(0)
+        body += zigzag(len(rec)) + rec
+    n = len(records)
+    after_crc = struct.pack(">hiqqqhii", 0, n - 1, base_timestamp_ms, base_timestamp_ms + n - 1, -1, -1, -1, n) + body
+    crc = crc32c(after_crc) ^ (1 if corrupt_crc else 0)
+    after_length = struct.pack(">ibI", 0, 2, crc) + after_crc  # leader epoch, magic, crc
+    return struct.pack(">qi", 0, len(after_length)) + after_length
+
+
+def produce_request(topic: str, partition: int, batch: bytes, acks=1, version=3, correlation_id=1):
+    """Produce v3..v8 (non-flexible): one topic, one partition."""
+    body = string(None) + struct.pack(">hi", acks, 5000)
+    body += struct.pack(">i", 1) + string(topic) + struct.pack(">i", 1) + struct.pack(">i", partition)
+    body += struct.pack(">i", len(batch)) + batch
+    return frame(header(API_PRODUCE, version, correlation_id) + body)
+
+
+def parse_produce_v3(f: bytes):
+    """Produce v3 response → {(topic, partition): (error_code, base_offset)}."""
+    pos = 4
+    out = {}
+    (nt,) = struct.unpack_from(">i", f, pos)
+    pos += 4
+    for _ in range(nt):
+        (tl,) = struct.unpack_from(">h", f, pos)
+        topic = f[pos + 2 : pos + 2 + tl].decode()
+        pos += 2 + tl
+        (np_,) = struct.unpack_from(">i", f, pos)
+        pos += 4
+        for _ in range(np_):
+            p, err, base, _log_append = struct.unpack_from(">ihqq", f, pos)
+            pos += 22
+            out[(topic, p)] = (err, base)
+    return out
+
+
+def roundtrip(port: int, request: bytes, timeout_s=10.0):
+    """Send one request frame; return the response frame (None if the broker closed)."""
+    with connect(port, timeout_s) as s:
+        s.sendall(request)
+        return read_frame(s)

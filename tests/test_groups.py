@@ -504,10 +504,6 @@ def test_riptide_groups_cli(gbroker, topic_name):
 
 # ----- durability ----------------------------------------------------------------------------
 
-LOG_NOT_DURABLE = "the partition log is in memory until branch `log` lands: __consumer_offsets does not survive a restart yet"
-
-
-@pytest.mark.xfail(strict=False, reason=LOG_NOT_DURABLE)
 @pytest.mark.parametrize("kill", [False, True], ids=["clean-restart", "kill-9"])
 def test_committed_offsets_survive_restart(gbroker, topic_name, kill):
     create_topic(gbroker.bootstrap, topic_name, 2)

@@ -31,7 +31,13 @@ fn check(data: &[u8]) {
         assert_eq!(total, bytes.len(), "split lost bytes");
         for (h, b) in batches {
             assert_eq!(h.total_len(), b.len());
-            let _ = batch::records(&b, MAX_DECOMPRESSED_BYTES);
+            if let Ok(records) = batch::records(&b, MAX_DECOMPRESSED_BYTES) {
+                if h.is_control() {
+                    for r in &records {
+                        let _ = batch::parse_end_txn_marker(r);
+                    }
+                }
+            }
         }
     }
 }

@@ -99,12 +99,18 @@ pub fn build(specs: &[RecordSpec], filler: &[u8]) -> BatchTemplate {
     out[OFFSET_BATCH_LENGTH..OFFSET_BATCH_LENGTH + 4].copy_from_slice(&batch_length.to_be_bytes());
     out[12..16].copy_from_slice(&(-1i32).to_be_bytes()); // partitionLeaderEpoch
     out[OFFSET_MAGIC] = 2;
-    out[OFFSET_LAST_OFFSET_DELTA..OFFSET_LAST_OFFSET_DELTA + 4].copy_from_slice(&(n as i32 - 1).to_be_bytes());
+    out[OFFSET_LAST_OFFSET_DELTA..OFFSET_LAST_OFFSET_DELTA + 4]
+        .copy_from_slice(&(n as i32 - 1).to_be_bytes());
     out[43..51].copy_from_slice(&(-1i64).to_be_bytes()); // producerId
     out[51..53].copy_from_slice(&(-1i16).to_be_bytes()); // producerEpoch
     out[53..57].copy_from_slice(&(-1i32).to_be_bytes()); // baseSequence
     out[OFFSET_RECORDS_COUNT..OFFSET_RECORDS_COUNT + 4].copy_from_slice(&n.to_be_bytes());
-    let mut t = BatchTemplate { bytes: out, value_offsets, records: n, payload_bytes };
+    let mut t = BatchTemplate {
+        bytes: out,
+        value_offsets,
+        records: n,
+        payload_bytes,
+    };
     t.stamp(0);
     t
 }
@@ -113,8 +119,10 @@ impl BatchTemplate {
     /// Writes the send time into the header and every value, and reseals the CRC.
     pub fn stamp(&mut self, now_us: u64) {
         let ms = (now_us / 1000) as i64;
-        self.bytes[OFFSET_FIRST_TIMESTAMP..OFFSET_FIRST_TIMESTAMP + 8].copy_from_slice(&ms.to_be_bytes());
-        self.bytes[OFFSET_MAX_TIMESTAMP..OFFSET_MAX_TIMESTAMP + 8].copy_from_slice(&ms.to_be_bytes());
+        self.bytes[OFFSET_FIRST_TIMESTAMP..OFFSET_FIRST_TIMESTAMP + 8]
+            .copy_from_slice(&ms.to_be_bytes());
+        self.bytes[OFFSET_MAX_TIMESTAMP..OFFSET_MAX_TIMESTAMP + 8]
+            .copy_from_slice(&ms.to_be_bytes());
         let ts = now_us.to_le_bytes();
         for &at in &self.value_offsets {
             self.bytes[at..at + TIMESTAMP_BYTES].copy_from_slice(&ts);
@@ -148,10 +156,17 @@ fn be_i32(b: &[u8]) -> i32 {
 
 /// Walks the batches of a fetched record set. A trailing partial batch (brokers may cut one at
 /// the size limit) is ignored. With `verify_crc`, a bad checksum is an error.
-pub fn parse_batches(mut buf: &[u8], verify_crc: bool, mut each: impl FnMut(&BatchInfo)) -> Result<()> {
+pub fn parse_batches(
+    mut buf: &[u8],
+    verify_crc: bool,
+    mut each: impl FnMut(&BatchInfo),
+) -> Result<()> {
     while buf.len() >= 12 {
         let batch_length = be_i32(&buf[OFFSET_BATCH_LENGTH..]);
-        ensure!(batch_length >= (HEADER_BYTES - 12) as i32, "batch length {batch_length} too small");
+        ensure!(
+            batch_length >= (HEADER_BYTES - 12) as i32,
+            "batch length {batch_length} too small"
+        );
         let total = 12 + batch_length as usize;
         if buf.len() < total {
             break; // partial batch at the end of the response
@@ -162,20 +177,32 @@ pub fn parse_batches(mut buf: &[u8], verify_crc: bool, mut each: impl FnMut(&Bat
         }
         if verify_crc {
             let want = u32::from_be_bytes(batch[OFFSET_CRC..OFFSET_CRC + 4].try_into().unwrap());
-            ensure!(crc32c::crc32c(&batch[OFFSET_ATTRIBUTES..]) == want, "record batch CRC mismatch");
+            ensure!(
+                crc32c::crc32c(&batch[OFFSET_ATTRIBUTES..]) == want,
+                "record batch CRC mismatch"
+            );
         }
         let base_offset = be_i64(batch);
         let last_delta = be_i32(&batch[OFFSET_LAST_OFFSET_DELTA..]);
         let count = be_i32(&batch[OFFSET_RECORDS_COUNT..]);
-        ensure!(last_delta >= 0 && count >= 0 && count as u32 <= RECORDS_PER_BATCH_MAX, "bad batch counts");
-        let attributes = i16::from_be_bytes([batch[OFFSET_ATTRIBUTES], batch[OFFSET_ATTRIBUTES + 1]]);
+        ensure!(
+            last_delta >= 0 && count >= 0 && count as u32 <= RECORDS_PER_BATCH_MAX,
+            "bad batch counts"
+        );
+        let attributes =
+            i16::from_be_bytes([batch[OFFSET_ATTRIBUTES], batch[OFFSET_ATTRIBUTES + 1]]);
         let compressed = attributes & 0x7 != 0;
         // Control batches (transaction markers) carry no user records.
         let control = attributes & 0x20 != 0;
         let plain = !compressed && !control && count > 0;
-        let first_value_timestamp_us = if plain { first_value_timestamp(&batch[HEADER_BYTES..]) } else { None };
+        let first_value_timestamp_us = if plain {
+            first_value_timestamp(&batch[HEADER_BYTES..])
+        } else {
+            None
+        };
         let payload_bytes = if plain {
-            records_payload_bytes(&batch[HEADER_BYTES..], count as u32).context("malformed records")?
+            records_payload_bytes(&batch[HEADER_BYTES..], count as u32)
+                .context("malformed records")?
         } else if control {
             0
         } else {
@@ -264,7 +291,10 @@ mod tests {
 
     fn specs(n: usize, key: bool) -> Vec<RecordSpec> {
         (0..n)
-            .map(|i| RecordSpec { key: key.then(|| format!("k{i}").into_bytes()), value_len: 8 + i * 3 })
+            .map(|i| RecordSpec {
+                key: key.then(|| format!("k{i}").into_bytes()),
+                value_len: 8 + i * 3,
+            })
             .collect()
     }
 
@@ -281,10 +311,15 @@ mod tests {
             assert_eq!(r.key.as_deref(), Some(format!("k{i}").as_bytes()));
             let v = r.value.as_ref().unwrap();
             assert_eq!(v.len(), 8 + i * 3);
-            assert_eq!(u64::from_le_bytes(v[..8].try_into().unwrap()), 1_700_000_000_123_456);
+            assert_eq!(
+                u64::from_le_bytes(v[..8].try_into().unwrap()),
+                1_700_000_000_123_456
+            );
             assert_eq!(r.timestamp, 1_700_000_000_123);
         }
-        let expected: u64 = (0..7).map(|i| (8 + i * 3 + format!("k{i}").len()) as u64).sum();
+        let expected: u64 = (0..7)
+            .map(|i| (8 + i * 3 + format!("k{i}").len()) as u64)
+            .sum();
         assert_eq!(t.payload_bytes, expected);
     }
 
@@ -301,10 +336,22 @@ mod tests {
         wire.extend_from_slice(&a.bytes[..30]); // truncated third batch
         let mut seen = Vec::new();
         parse_batches(&wire, true, |i| {
-            seen.push((i.base_offset, i.last_offset, i.records, i.first_value_timestamp_us, i.payload_bytes))
+            seen.push((
+                i.base_offset,
+                i.last_offset,
+                i.records,
+                i.first_value_timestamp_us,
+                i.payload_bytes,
+            ))
         })
         .unwrap();
-        assert_eq!(seen, vec![(0, 2, 3, Some(42), a.payload_bytes), (3, 4, 2, Some(43), b.payload_bytes)]);
+        assert_eq!(
+            seen,
+            vec![
+                (0, 2, 3, Some(42), a.payload_bytes),
+                (3, 4, 2, Some(43), b.payload_bytes)
+            ]
+        );
         assert_eq!(a.payload_bytes, 8 + 11 + 14);
         let mut bad = a.bytes.clone();
         let last = bad.len() - 2;
@@ -318,7 +365,19 @@ mod tests {
 
     #[test]
     fn varint_round_trip() {
-        for v in [0i64, 1, -1, 63, -64, 64, 300, -300, i32::MAX as i64, i64::MIN, i64::MAX] {
+        for v in [
+            0i64,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            300,
+            -300,
+            i32::MAX as i64,
+            i64::MIN,
+            i64::MAX,
+        ] {
             let mut out = Vec::new();
             put_varint(&mut out, v);
             assert_eq!(get_varint(&out), Some((v, out.len())));

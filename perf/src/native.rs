@@ -63,7 +63,11 @@ impl ClientCtx {
 
 /// (topic index, partition) for every partition of every topic, in order.
 pub fn all_partitions(layouts: &[TopicLayout]) -> Vec<(usize, i32)> {
-    layouts.iter().enumerate().flat_map(|(t, l)| (0..l.leaders.len() as i32).map(move |p| (t, p))).collect()
+    layouts
+        .iter()
+        .enumerate()
+        .flat_map(|(t, l)| (0..l.leaders.len() as i32).map(move |p| (t, p)))
+        .collect()
 }
 
 /// Records per batch: filled to `batch_size_bytes`, but when throttled, no more than the
@@ -84,9 +88,11 @@ fn key_for(mode: KeyMode, g: usize, total: usize, j: u64, rng: &mut impl Rng) ->
         KeyMode::None => None,
         KeyMode::Random => Some(format!("{:016x}", rng.gen::<u64>()).into_bytes()),
         KeyMode::Distinct(n) => {
-            let per = n.div_ceil(total as u64).max(1);
-            let k = g as u64 + (j % per) * total as u64;
-            Some(format!("key-{:012}", k.min(n - 1)).into_bytes())
+            // Keys g, g + total, g + 2·total, … below n; the caller only asks for reachable g.
+            let (g, total) = (g as u64, total as u64);
+            assert!(g < n, "partition {g} has no key among {n}");
+            let count = (n - g).div_ceil(total);
+            Some(format!("key-{:012}", g + (j % count) * total).into_bytes())
         }
     }
 }
@@ -105,13 +111,24 @@ pub fn build_templates(w: &Workload, records: u32, seed: u64) -> Result<Vec<Vec<
     let (lo, hi) = w.message_size.bounds();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let filler: Vec<u8> = (0..hi).map(|_| rng.gen()).collect();
+    let reach = reachable(mode, total);
     let mut out = Vec::with_capacity(total);
     for g in 0..total {
+        if !reach.contains(&g) {
+            out.push(Vec::new()); // never sent to: no key maps here
+            continue;
+        }
         let mut pool = Vec::with_capacity(TEMPLATES_PER_PARTITION);
         for t in 0..TEMPLATES_PER_PARTITION {
             let specs: Vec<RecordSpec> = (0..records)
                 .map(|i| RecordSpec {
-                    key: key_for(mode, g, total, (t as u64) * records as u64 + i as u64, &mut rng),
+                    key: key_for(
+                        mode,
+                        g,
+                        total,
+                        (t as u64) * records as u64 + i as u64,
+                        &mut rng,
+                    ),
                     value_len: rng.gen_range(lo..=hi) as usize,
                 })
                 .collect();
@@ -150,11 +167,21 @@ fn open_producer_conn(addr: &str, ctx: &ClientCtx, version: i16) -> Result<Produ
             }
             read_acks(read_stream, rx, version, &stats)
         })?;
-    Ok(ProducerConn { stream: conn.stream, in_flight: tx, reader, correlation_id: 0 })
+    Ok(ProducerConn {
+        stream: conn.stream,
+        in_flight: tx,
+        reader,
+        correlation_id: 0,
+    })
 }
 
 /// Matches responses to requests in order (Kafka answers a connection's requests in order).
-fn read_acks(mut stream: TcpStream, rx: Receiver<InFlight>, version: i16, stats: &WorkerStats) -> Result<()> {
+fn read_acks(
+    mut stream: TcpStream,
+    rx: Receiver<InFlight>,
+    version: i16,
+    stats: &WorkerStats,
+) -> Result<()> {
     while let Ok(inf) = rx.recv() {
         let frame = match wire::read_frame(&mut stream) {
             Ok(f) => f,
@@ -164,20 +191,36 @@ fn read_acks(mut stream: TcpStream, rx: Receiver<InFlight>, version: i16, stats:
             }
         };
         let resp = wire::decode_response::<ProduceRequest>(frame, version, inf.correlation_id)?;
-        let failed = resp.responses.iter().flat_map(|t| t.partition_responses.iter()).any(|p| p.error_code != 0);
+        let failed = resp
+            .responses
+            .iter()
+            .flat_map(|t| t.partition_responses.iter())
+            .any(|p| p.error_code != 0);
         if failed {
             stats.error(inf.records as u64);
             continue;
         }
         let latency_us = inf.sent.elapsed().as_micros() as u64;
         stats.add(inf.records as u64, inf.payload_bytes);
-        stats.latency.lock().unwrap().record(latency_us, inf.records as u64);
+        stats
+            .latency
+            .lock()
+            .unwrap()
+            .record(latency_us, inf.records as u64);
     }
     Ok(())
 }
 
 /// Encodes a one-partition Produce request (v3..=8) whose records are `batch`.
-fn encode_produce(buf: &mut BytesMut, version: i16, correlation_id: i32, acks: i16, topic: &TopicName, partition: i32, batch: &[u8]) -> Result<()> {
+fn encode_produce(
+    buf: &mut BytesMut,
+    version: i16,
+    correlation_id: i32,
+    acks: i16,
+    topic: &TopicName,
+    partition: i32,
+    batch: &[u8],
+) -> Result<()> {
     let mut pd = PartitionProduceData::default();
     pd.index = partition;
     pd.records = Some(Bytes::new());
@@ -191,7 +234,10 @@ fn encode_produce(buf: &mut BytesMut, version: i16, correlation_id: i32, acks: i
     wire::encode_request(buf, version, correlation_id, &req)?;
     // Non-flexible versions end with the records' i32 length: patch it, append the batch.
     let n = buf.len();
-    ensure!(buf[n - 4..] == [0, 0, 0, 0], "unexpected Produce encoding tail");
+    ensure!(
+        buf[n - 4..] == [0, 0, 0, 0],
+        "unexpected Produce encoding tail"
+    );
     buf[n - 4..].copy_from_slice(&(batch.len() as i32).to_be_bytes());
     buf.extend_from_slice(batch);
     let frame_len = (buf.len() - 4) as u32;
@@ -202,7 +248,10 @@ fn encode_produce(buf: &mut BytesMut, version: i16, correlation_id: i32, acks: i
 pub fn run_producer(ctx: ClientCtx) -> Result<()> {
     ctx.pin_now();
     let w = ctx.workload.clone();
-    ensure!(w.compression == "none", "the native driver sends uncompressed batches; use --driver rdkafka for compression");
+    ensure!(
+        w.compression == "none",
+        "the native driver sends uncompressed batches; use --driver rdkafka for compression"
+    );
     let acks = w.acks_i16()?;
     let boot = Conn::connect(&ctx.bootstrap)?;
     let version = wire::pick_version(&boot.versions, ApiKey::Produce, 3, 8)?;
@@ -211,12 +260,20 @@ pub fn run_producer(ctx: ClientCtx) -> Result<()> {
     let mut templates = build_templates(&w, records, 0x5eed ^ ctx.index as u64)?;
     let partitions = all_partitions(&ctx.layouts);
     let targets = reachable(w.keys.mode()?, partitions.len());
-    let topic_names: Vec<TopicName> =
-        ctx.layouts.iter().map(|l| TopicName(StrBytes::from_string(l.topic.clone()))).collect();
+    let topic_names: Vec<TopicName> = ctx
+        .layouts
+        .iter()
+        .map(|l| TopicName(StrBytes::from_string(l.topic.clone())))
+        .collect();
     let mut conns: HashMap<i32, ProducerConn> = HashMap::new();
     let mut buf = BytesMut::with_capacity(w.batch_size_bytes as usize * 2);
-    let batch_interval =
-        if ctx.rate_msgs_per_s > 0.0 { Some(Duration::from_secs_f64(records as f64 / ctx.rate_msgs_per_s)) } else { None };
+    let batch_interval = if ctx.rate_msgs_per_s > 0.0 {
+        Some(Duration::from_secs_f64(
+            records as f64 / ctx.rate_msgs_per_s,
+        ))
+    } else {
+        None
+    };
     let start = Instant::now();
     let mut next_send = start;
     let mut sent_bytes = 0u64;
@@ -242,18 +299,36 @@ pub fn run_producer(ctx: ClientCtx) -> Result<()> {
             let g = targets[(n % targets.len() as u64) as usize];
             let (t, p) = partitions[g];
             let leader = ctx.layouts[t].leaders[p as usize];
-            if !conns.contains_key(&leader) {
-                let addr = wire::broker_addr(&ctx.layouts[t], leader)?;
-                conns.insert(leader, open_producer_conn(&addr, &ctx, version)?);
-            }
-            let conn = conns.get_mut(&leader).unwrap();
-            let tpl = &mut templates[g][((n / targets.len() as u64) as usize) % TEMPLATES_PER_PARTITION];
+            let conn = match conns.entry(leader) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let addr = wire::broker_addr(&ctx.layouts[t], leader)?;
+                    e.insert(open_producer_conn(&addr, &ctx, version)?)
+                }
+            };
+            let tpl =
+                &mut templates[g][((n / targets.len() as u64) as usize) % TEMPLATES_PER_PARTITION];
             tpl.stamp(wall_us());
             conn.correlation_id = conn.correlation_id.wrapping_add(1);
-            encode_produce(&mut buf, version, conn.correlation_id, acks, &topic_names[t], p, &tpl.bytes)?;
+            encode_produce(
+                &mut buf,
+                version,
+                conn.correlation_id,
+                acks,
+                &topic_names[t],
+                p,
+                &tpl.bytes,
+            )?;
             if acks != 0 {
-                let inf = InFlight { correlation_id: conn.correlation_id, sent: intended, records: tpl.records, payload_bytes: tpl.payload_bytes };
-                conn.in_flight.send(inf).map_err(|_| anyhow::anyhow!("ack reader stopped"))?;
+                let inf = InFlight {
+                    correlation_id: conn.correlation_id,
+                    sent: intended,
+                    records: tpl.records,
+                    payload_bytes: tpl.payload_bytes,
+                };
+                conn.in_flight
+                    .send(inf)
+                    .map_err(|_| anyhow::anyhow!("ack reader stopped"))?;
             }
             conn.stream.write_all(&buf).context("writing Produce")?;
             if acks == 0 {
@@ -270,7 +345,9 @@ pub fn run_producer(ctx: ClientCtx) -> Result<()> {
         drop(c.in_flight);
         match c.reader.join() {
             Ok(Err(e)) if first_err.is_none() => first_err = Some(e),
-            Err(_) if first_err.is_none() => first_err = Some(anyhow::anyhow!("ack reader panicked")),
+            Err(_) if first_err.is_none() => {
+                first_err = Some(anyhow::anyhow!("ack reader panicked"))
+            }
             _ => {}
         }
     }
@@ -282,7 +359,9 @@ pub fn run_producer(ctx: ClientCtx) -> Result<()> {
 
 /// Partitions consumer `index` of `consumers` reads: g % consumers == index.
 pub fn assigned(total: usize, consumers: u32, index: u32) -> Vec<usize> {
-    (0..total).filter(|g| *g as u32 % consumers == index).collect()
+    (0..total)
+        .filter(|g| *g as u32 % consumers == index)
+        .collect()
 }
 
 pub fn run_consumer(ctx: ClientCtx) -> Result<()> {
@@ -293,7 +372,10 @@ pub fn run_consumer(ctx: ClientCtx) -> Result<()> {
     let mut by_leader: HashMap<i32, Vec<usize>> = HashMap::new();
     for &g in &mine {
         let (t, p) = partitions[g];
-        by_leader.entry(ctx.layouts[t].leaders[p as usize]).or_default().push(g);
+        by_leader
+            .entry(ctx.layouts[t].leaders[p as usize])
+            .or_default()
+            .push(g);
     }
     let mut conns = Vec::new();
     for (leader, gs) in by_leader {
@@ -302,7 +384,11 @@ pub fn run_consumer(ctx: ClientCtx) -> Result<()> {
         let version = wire::pick_version(&conn.versions, ApiKey::Fetch, 4, 12)?;
         conns.push((conn, version, gs));
     }
-    let index_of: HashMap<(usize, i32), usize> = partitions.iter().enumerate().map(|(g, &tp)| (tp, g)).collect();
+    let index_of: HashMap<(usize, i32), usize> = partitions
+        .iter()
+        .enumerate()
+        .map(|(g, &tp)| (tp, g))
+        .collect();
     let mut offsets = vec![0i64; partitions.len()];
     while !ctx.stop.load(Ordering::Relaxed) {
         for (conn, version, gs) in conns.iter_mut() {
@@ -323,7 +409,11 @@ pub fn run_consumer(ctx: ClientCtx) -> Result<()> {
                     if pd.error_code != 0 {
                         ctx.stats.error(1);
                         if pd.error_code == ERROR_OFFSET_OUT_OF_RANGE {
-                            bail!("offset {} out of range on partition {}", offsets[g], pd.partition_index);
+                            bail!(
+                                "offset {} out of range on partition {}",
+                                offsets[g],
+                                pd.partition_index
+                            );
                         }
                         continue;
                     }
@@ -336,12 +426,21 @@ pub fn run_consumer(ctx: ClientCtx) -> Result<()> {
     Ok(())
 }
 
-fn fetch_request(layouts: &[TopicLayout], partitions: &[(usize, i32)], gs: &[usize], offsets: &[i64]) -> FetchRequest {
+fn fetch_request(
+    layouts: &[TopicLayout],
+    partitions: &[(usize, i32)],
+    gs: &[usize],
+    offsets: &[i64],
+) -> FetchRequest {
     let mut topics: Vec<FetchTopic> = Vec::new();
     for &g in gs {
         let (t, p) = partitions[g];
         let name = &layouts[t].topic;
-        if topics.last().map(|ft| ft.topic.0.as_str() != name.as_str()).unwrap_or(true) {
+        if topics
+            .last()
+            .map(|ft| ft.topic.0.as_str() != name.as_str())
+            .unwrap_or(true)
+        {
             let mut ft = FetchTopic::default();
             ft.topic = TopicName(StrBytes::from_string(name.clone()));
             topics.push(ft);
@@ -368,7 +467,13 @@ fn fetch_request(layouts: &[TopicLayout], partitions: &[(usize, i32)], gs: &[usi
 }
 
 /// Counts the records at or past `offset`, advances it, and records end-to-end latency.
-pub fn consume_records(records: &[u8], offset: &mut i64, now_us: u64, verify_crc: bool, stats: &WorkerStats) -> Result<()> {
+pub fn consume_records(
+    records: &[u8],
+    offset: &mut i64,
+    now_us: u64,
+    verify_crc: bool,
+    stats: &WorkerStats,
+) -> Result<()> {
     let mut msgs = 0u64;
     let mut bytes = 0u64;
     let mut samples: Vec<(u64, u64)> = Vec::new();
@@ -376,9 +481,17 @@ pub fn consume_records(records: &[u8], offset: &mut i64, now_us: u64, verify_crc
         if b.last_offset < *offset {
             return; // a batch the broker returned from before our position
         }
-        let n = if b.base_offset >= *offset { b.records as u64 } else { (b.last_offset - *offset + 1) as u64 };
+        let n = if b.base_offset >= *offset {
+            b.records as u64
+        } else {
+            (b.last_offset - *offset + 1) as u64
+        };
         msgs += n;
-        bytes += if n == b.records as u64 { b.payload_bytes } else { b.payload_bytes * n / b.records.max(1) as u64 };
+        bytes += if n == b.records as u64 {
+            b.payload_bytes
+        } else {
+            b.payload_bytes * n / b.records.max(1) as u64
+        };
         if let Some(ts) = b.first_value_timestamp_us {
             samples.push((now_us.saturating_sub(ts), n));
         }
@@ -402,7 +515,11 @@ mod tests {
 
     fn workload(extra: &[&str]) -> Workload {
         let base = "name = \"t\"\npartitions_per_topic = 4\nmessage_size = 1000\nduration_s = 1\n";
-        parse(base, &extra.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+        parse(
+            base,
+            &extra.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -440,17 +557,25 @@ mod tests {
     fn keys_land_on_their_partition() {
         let w = workload(&["keys=10"]);
         let pools = build_templates(&w, 5, 3).unwrap();
+        let mut seen = std::collections::BTreeSet::new();
         for (g, pool) in pools.iter().enumerate() {
             for tpl in pool {
-                let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut Bytes::from(tpl.bytes.clone())).unwrap();
+                let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut Bytes::from(
+                    tpl.bytes.clone(),
+                ))
+                .unwrap();
                 for r in set.records {
                     let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
                     let k: usize = key.trim_start_matches("key-").parse().unwrap();
                     assert!(k < 10);
+                    seen.insert(k);
                     assert_eq!(k % 4, g, "key {k} in partition {g}");
                 }
             }
         }
+        assert_eq!(seen.len(), 10, "every key is used: {seen:?}");
+        let few = build_templates(&workload(&["keys=2"]), 3, 1).unwrap();
+        assert!(few[2].is_empty() && few[3].is_empty() && !few[1].is_empty());
         assert_eq!(reachable(KeyMode::Distinct(2), 4), vec![0, 1]);
         assert_eq!(assigned(7, 3, 1), vec![1, 4]);
     }
@@ -466,6 +591,10 @@ mod tests {
         assert_eq!(offset, 4);
         assert_eq!(stats.msgs.load(Ordering::Relaxed), 2);
         consume_records(&t.bytes, &mut offset, wall_us(), true, &stats).unwrap();
-        assert_eq!(stats.msgs.load(Ordering::Relaxed), 2, "batch before position is skipped");
+        assert_eq!(
+            stats.msgs.load(Ordering::Relaxed),
+            2,
+            "batch before position is skipped"
+        );
     }
 }

@@ -41,7 +41,11 @@ fn x_label(x: f64) -> String {
 
 /// One line per (label, percentiles); y is latency in ms on a log scale.
 pub fn percentile_svg(path: &Path, title: &str, series: &[(String, &Percentiles)]) -> Result<()> {
-    let y_max = series.iter().map(|(_, p)| p.max_us as f64 / 1000.0).fold(0.01, f64::max) * 1.5;
+    let y_max = series
+        .iter()
+        .map(|(_, p)| p.max_us as f64 / 1000.0)
+        .fold(0.01, f64::max)
+        * 1.5;
     let y_min = series
         .iter()
         .flat_map(|(_, p)| p.curve.first().map(|c| c.1 as f64 / 1000.0))
@@ -68,13 +72,18 @@ pub fn percentile_svg(path: &Path, title: &str, series: &[(String, &Percentiles)
         .map_err(|e| anyhow!("{e:?}"))?;
     for (i, (label, p)) in series.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
-        let points: Vec<(f64, f64)> =
-            p.curve.iter().map(|&(q, us)| (x_of(q), (us as f64 / 1000.0).max(y_min))).collect();
+        let points: Vec<(f64, f64)> = p
+            .curve
+            .iter()
+            .map(|&(q, us)| (x_of(q), (us as f64 / 1000.0).max(y_min)))
+            .collect();
         chart
             .draw_series(LineSeries::new(points, color.stroke_width(2)))
             .map_err(|e| anyhow!("{e:?}"))?
             .label(label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()
@@ -89,8 +98,15 @@ pub fn percentile_svg(path: &Path, title: &str, series: &[(String, &Percentiles)
 
 /// p99 over time, one line per label: (seconds, ms) points.
 pub fn timeline_svg(path: &Path, title: &str, series: &[(String, Vec<(f64, f64)>)]) -> Result<()> {
-    let t_max = series.iter().flat_map(|(_, s)| s.iter().map(|p| p.0)).fold(1.0, f64::max);
-    let y_max = series.iter().flat_map(|(_, s)| s.iter().map(|p| p.1)).fold(0.01, f64::max) * 1.2;
+    let t_max = series
+        .iter()
+        .flat_map(|(_, s)| s.iter().map(|p| p.0))
+        .fold(1.0, f64::max);
+    let y_max = series
+        .iter()
+        .flat_map(|(_, s)| s.iter().map(|p| p.1))
+        .fold(0.01, f64::max)
+        * 1.2;
     let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e:?}"))?;
     let mut chart = ChartBuilder::on(&root)
@@ -100,14 +116,21 @@ pub fn timeline_svg(path: &Path, title: &str, series: &[(String, Vec<(f64, f64)>
         .y_label_area_size(60)
         .build_cartesian_2d(0f64..t_max, 0f64..y_max)
         .map_err(|e| anyhow!("{e:?}"))?;
-    chart.configure_mesh().x_desc("seconds").y_desc("p99 latency per second (ms)").draw().map_err(|e| anyhow!("{e:?}"))?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_desc("p99 latency per second (ms)")
+        .draw()
+        .map_err(|e| anyhow!("{e:?}"))?;
     for (i, (label, points)) in series.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(|e| anyhow!("{e:?}"))?
             .label(label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()
@@ -128,13 +151,21 @@ mod tests {
         assert!((x_of(90.0) - 1.0).abs() < 1e-9);
         assert!((x_of(99.9) - 3.0).abs() < 1e-9);
         assert_eq!(x_of(100.0), X_MAX);
-        let p = Percentiles { max_us: 5000, curve: vec![(0.0, 100), (90.0, 500), (99.0, 2000), (99.9, 5000)], ..Default::default() };
+        let p = Percentiles {
+            max_us: 5000,
+            curve: vec![(0.0, 100), (90.0, 500), (99.0, 2000), (99.9, 5000)],
+            ..Default::default()
+        };
         let dir = std::env::temp_dir().join(format!("perf-plot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("p.svg");
         percentile_svg(&f, "test", &[("a".into(), &p)]).unwrap();
         let svg = std::fs::read_to_string(&f).unwrap();
-        assert!(svg.starts_with("<svg") && svg.contains("99.9%") && svg.contains("<polyline"), "{}", &svg[..200.min(svg.len())]);
+        assert!(
+            svg.starts_with("<svg") && svg.contains("99.9%") && svg.contains("<polyline"),
+            "{}",
+            &svg[..200.min(svg.len())]
+        );
         let t = dir.join("t.svg");
         timeline_svg(&t, "tl", &[("a".into(), vec![(0.0, 1.0), (1.0, 2.0)])]).unwrap();
         assert!(std::fs::read_to_string(&t).unwrap().contains("<polyline"));

@@ -17,7 +17,8 @@ fn clock_ticks_per_s() -> f64 {
 
 /// CPU seconds used so far by a process (all threads), user plus system.
 pub fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
     parse_stat_cpu_ticks(&stat).map(|ticks| ticks as f64 / clock_ticks_per_s())
 }
 
@@ -38,8 +39,14 @@ pub fn rss_bytes(pid: u32) -> Result<u64> {
 }
 
 pub fn status_kb(status: &str, key: &str) -> Result<u64> {
-    let line = status.lines().find(|l| l.starts_with(key)).with_context(|| format!("{key} missing"))?;
-    let kb = line[key.len()..].split_whitespace().next().context("empty value")?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .with_context(|| format!("{key} missing"))?;
+    let kb = line[key.len()..]
+        .split_whitespace()
+        .next()
+        .context("empty value")?;
     Ok(kb.parse()?)
 }
 
@@ -47,13 +54,17 @@ pub fn status_kb(status: &str, key: &str) -> Result<u64> {
 fn listening_inodes(port: u16) -> Vec<u64> {
     let mut out = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = fs::read_to_string(table) else { continue };
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
             if f.len() < 10 || f[3] != "0A" {
                 continue; // 0A = LISTEN
             }
-            let Some((_, p)) = f[1].rsplit_once(':') else { continue };
+            let Some((_, p)) = f[1].rsplit_once(':') else {
+                continue;
+            };
             if u16::from_str_radix(p, 16).ok() == Some(port) {
                 if let Ok(inode) = f[9].parse() {
                     out.push(inode);
@@ -72,8 +83,12 @@ pub fn pid_by_port(port: u16) -> Result<u32> {
     }
     let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
     for entry in fs::read_dir("/proc")?.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
         for fd in fds.flatten() {
             if let Ok(target) = fs::read_link(fd.path()) {
                 if wanted.iter().any(|w| target.as_os_str() == w.as_str()) {

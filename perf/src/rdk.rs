@@ -45,7 +45,11 @@ impl ProducerContext for Ctx {
             Ok(_) => {
                 let now = self.start.elapsed().as_micros() as u64;
                 self.stats.add(1, sent.bytes);
-                self.stats.latency.lock().unwrap().record(now.saturating_sub(sent.at_us), 1);
+                self.stats
+                    .latency
+                    .lock()
+                    .unwrap()
+                    .record(now.saturating_sub(sent.at_us), 1);
             }
             Err(_) => self.stats.error(1),
         }
@@ -57,11 +61,21 @@ fn producer_config(ctx: &ClientCtx) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &ctx.bootstrap)
         .set("client.id", format!("riptide-perf-rdkafka-{}", ctx.index))
-        .set("acks", if w.acks == "all" { "-1" } else { w.acks.as_str() })
+        .set(
+            "acks",
+            if w.acks == "all" {
+                "-1"
+            } else {
+                w.acks.as_str()
+            },
+        )
         .set("linger.ms", w.linger_ms.to_string())
         .set("batch.size", w.batch_size_bytes.to_string())
         .set("compression.type", &w.compression)
-        .set("max.in.flight.requests.per.connection", w.max_in_flight.to_string())
+        .set(
+            "max.in.flight.requests.per.connection",
+            w.max_in_flight.to_string(),
+        )
         .set("enable.idempotence", "false")
         .set("queue.buffering.max.messages", QUEUE_MESSAGES_MAX)
         .set("queue.buffering.max.kbytes", QUEUE_KBYTES_MAX);
@@ -75,19 +89,30 @@ pub fn run_producer(ctx: ClientCtx) -> Result<()> {
     // The threaded producer polls on its own thread, so delivery reports (and so publish
     // latency) are timed as they arrive, not when this loop gets around to polling.
     let producer: ThreadedProducer<Ctx> = producer_config(&ctx)
-        .create_with_context(Ctx { stats: ctx.stats.clone(), start })
+        .create_with_context(Ctx {
+            stats: ctx.stats.clone(),
+            start,
+        })
         .context("creating librdkafka producer")?;
     let mode = w.keys.mode()?;
     let (lo, hi) = w.message_size.bounds();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xfeed ^ ctx.index as u64);
     let mut payload: Vec<u8> = (0..hi).map(|_| rng.gen()).collect();
     let partitions = all_partitions(&ctx.layouts);
-    let interval_us = if ctx.rate_msgs_per_s > 0.0 { 1e6 / ctx.rate_msgs_per_s } else { 0.0 };
+    let interval_us = if ctx.rate_msgs_per_s > 0.0 {
+        1e6 / ctx.rate_msgs_per_s
+    } else {
+        0.0
+    };
     let mut next_us = 0.0f64;
     let mut sent_bytes = 0u64;
     let mut n = 0u64;
     let mut key_buf = String::new();
-    while !ctx.stop.load(Ordering::Relaxed) && !(ctx.bytes_limit > 0 && sent_bytes >= ctx.bytes_limit) {
+    loop {
+        let limit_reached = ctx.bytes_limit > 0 && sent_bytes >= ctx.bytes_limit;
+        if ctx.stop.load(Ordering::Relaxed) || limit_reached {
+            break;
+        }
         let at_us = if interval_us > 0.0 {
             let now = start.elapsed().as_micros() as f64;
             if next_us > now {
@@ -120,7 +145,9 @@ pub fn run_producer(ctx: ClientCtx) -> Result<()> {
             KeyMode::Distinct(k) => Some(((n % k) % partitions.len() as u64) as usize),
             _ => None,
         };
-        let topic_index = g.map(|g| partitions[g].0).unwrap_or((n % ctx.layouts.len() as u64) as usize);
+        let topic_index = g
+            .map(|g| partitions[g].0)
+            .unwrap_or((n % ctx.layouts.len() as u64) as usize);
         let topic = ctx.layouts[topic_index].topic.as_str();
         let mut sent = Box::new(Sent { at_us, bytes });
         loop {
@@ -146,7 +173,9 @@ pub fn run_producer(ctx: ClientCtx) -> Result<()> {
         sent_bytes += bytes;
         n += 1;
     }
-    producer.flush(Duration::from_secs(30)).context("flushing librdkafka producer")?;
+    producer
+        .flush(Duration::from_secs(30))
+        .context("flushing librdkafka producer")?;
     Ok(())
 }
 
@@ -188,7 +217,11 @@ pub fn run_consumer(ctx: ClientCtx) -> Result<()> {
                 ctx.stats.add(1, bytes);
                 if value.len() >= 8 {
                     let ts = u64::from_le_bytes(value[..8].try_into().unwrap());
-                    ctx.stats.latency.lock().unwrap().record(now.saturating_sub(ts), 1);
+                    ctx.stats
+                        .latency
+                        .lock()
+                        .unwrap()
+                        .record(now.saturating_sub(ts), 1);
                 }
             }
         }

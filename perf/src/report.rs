@@ -28,27 +28,132 @@ fn ms(us: u64) -> f64 {
 
 /// The metrics every table shows, in order. Rows with no value in any run are dropped.
 pub const METRICS: &[Metric] = &[
-    Metric { name: "produce", unit: "msg/s", better: Better::Higher, get: |r| (r.produce.msgs > 0).then_some(r.produce.msgs_per_s) },
-    Metric { name: "produce", unit: "MiB/s", better: Better::Higher, get: |r| (r.produce.msgs > 0).then_some(r.produce.mib_per_s) },
-    Metric { name: "consume", unit: "msg/s", better: Better::Higher, get: |r| (r.consume.msgs > 0).then_some(r.consume.msgs_per_s) },
-    Metric { name: "consume", unit: "MiB/s", better: Better::Higher, get: |r| (r.consume.msgs > 0).then_some(r.consume.mib_per_s) },
-    Metric { name: "publish p50", unit: "ms", better: Better::Lower, get: |r| r.publish_latency.as_ref().map(|p| ms(p.p50_us)) },
-    Metric { name: "publish p99", unit: "ms", better: Better::Lower, get: |r| r.publish_latency.as_ref().map(|p| ms(p.p99_us)) },
-    Metric { name: "publish p99.9", unit: "ms", better: Better::Lower, get: |r| r.publish_latency.as_ref().map(|p| ms(p.p999_us)) },
-    Metric { name: "publish p99.99", unit: "ms", better: Better::Lower, get: |r| r.publish_latency.as_ref().map(|p| ms(p.p9999_us)) },
-    Metric { name: "publish max", unit: "ms", better: Better::Lower, get: |r| r.publish_latency.as_ref().map(|p| ms(p.max_us)) },
-    Metric { name: "e2e p50", unit: "ms", better: Better::Lower, get: |r| r.e2e_latency.as_ref().map(|p| ms(p.p50_us)) },
-    Metric { name: "e2e p99", unit: "ms", better: Better::Lower, get: |r| r.e2e_latency.as_ref().map(|p| ms(p.p99_us)) },
-    Metric { name: "e2e p99.9", unit: "ms", better: Better::Lower, get: |r| r.e2e_latency.as_ref().map(|p| ms(p.p999_us)) },
-    Metric { name: "e2e p99.99", unit: "ms", better: Better::Lower, get: |r| r.e2e_latency.as_ref().map(|p| ms(p.p9999_us)) },
-    Metric { name: "e2e max", unit: "ms", better: Better::Lower, get: |r| r.e2e_latency.as_ref().map(|p| ms(p.max_us)) },
-    Metric { name: "broker CPU", unit: "core-s/GiB", better: Better::Lower, get: |r| r.broker_cpu_s_per_gib },
-    Metric { name: "broker CPU", unit: "cores busy", better: Better::Neither, get: |r| r.broker_cores_busy },
-    Metric { name: "broker RSS max", unit: "MiB", better: Better::Lower, get: |r| r.broker_rss_max_bytes.map(|b| b as f64 / MIB) },
-    Metric { name: "client CPU", unit: "core-s", better: Better::Neither, get: |r| Some(r.client_cpu_s) },
-    Metric { name: "errors", unit: "count", better: Better::Lower, get: |r| Some(r.errors_total as f64) },
-    Metric { name: "produced total", unit: "msgs", better: Better::Neither, get: |r| Some(r.produced_total as f64) },
-    Metric { name: "consumed total", unit: "msgs", better: Better::Neither, get: |r| r.all_consumed.map(|_| r.consumed_total as f64) },
+    Metric {
+        name: "produce",
+        unit: "msg/s",
+        better: Better::Higher,
+        get: |r| (r.produce.msgs > 0).then_some(r.produce.msgs_per_s),
+    },
+    Metric {
+        name: "produce",
+        unit: "MiB/s",
+        better: Better::Higher,
+        get: |r| (r.produce.msgs > 0).then_some(r.produce.mib_per_s),
+    },
+    Metric {
+        name: "consume",
+        unit: "msg/s",
+        better: Better::Higher,
+        get: |r| (r.consume.msgs > 0).then_some(r.consume.msgs_per_s),
+    },
+    Metric {
+        name: "consume",
+        unit: "MiB/s",
+        better: Better::Higher,
+        get: |r| (r.consume.msgs > 0).then_some(r.consume.mib_per_s),
+    },
+    Metric {
+        name: "publish p50",
+        unit: "ms",
+        better: Better::Lower,
+        get: |r| r.publish_latency.as_ref().map(|p| ms(p.p50_us)),
+    },
+    Metric {
+        name: "publish p99",
+        unit: "ms",
+        better: Better::Lower,
+        get: |r| r.publish_latency.as_ref().map(|p| ms(p.p99_us)),
+    },
+    Metric {
+        name: "publish p99.9",
+        unit: "ms",
+        better: Better::Lower,
+        get: |r| r.publish_latency.as_ref().map(|p| ms(p.p999_us)),
+    },
+    Metric {
+        name: "publish p99.99",
+        unit: "ms",
+        better: Better::Lower,
+        get: |r| r.publish_latency.as_ref().map(|p| ms(p.p9999_us)),
+    },
+    Metric {
+        name: "publish max",
+        unit: "ms",
+        better: Better::Lower,
+        get: |r| r.publish_latency.as_ref().map(|p| ms(p.max_us)),
+    },
+    Metric {
+        name: "e2e p50",
+        unit: "ms",
+        better: Better::Lower,
+        get: |r| r.e2e_latency.as_ref().map(|p| ms(p.p50_us)),
+    },
+    Metric {
+        name: "e2e p99",
+        unit: "ms",
+        better: Better::Lower,
+        get: |r| r.e2e_latency.as_ref().map(|p| ms(p.p99_us)),
+    },
+    Metric {
+        name: "e2e p99.9",
+        unit: "ms",
+        better: Better::Lower,
+        get: |r| r.e2e_latency.as_ref().map(|p| ms(p.p999_us)),
+    },
+    Metric {
+        name: "e2e p99.99",
+        unit: "ms",
+        better: Better::Lower,
+        get: |r| r.e2e_latency.as_ref().map(|p| ms(p.p9999_us)),
+    },
+    Metric {
+        name: "e2e max",
+        unit: "ms",
+        better: Better::Lower,
+        get: |r| r.e2e_latency.as_ref().map(|p| ms(p.max_us)),
+    },
+    Metric {
+        name: "broker CPU",
+        unit: "core-s/GiB",
+        better: Better::Lower,
+        get: |r| r.broker_cpu_s_per_gib,
+    },
+    Metric {
+        name: "broker CPU",
+        unit: "cores busy",
+        better: Better::Neither,
+        get: |r| r.broker_cores_busy,
+    },
+    Metric {
+        name: "broker RSS max",
+        unit: "MiB",
+        better: Better::Lower,
+        get: |r| r.broker_rss_max_bytes.map(|b| b as f64 / MIB),
+    },
+    Metric {
+        name: "client CPU",
+        unit: "core-s",
+        better: Better::Neither,
+        get: |r| Some(r.client_cpu_s),
+    },
+    Metric {
+        name: "errors",
+        unit: "count",
+        better: Better::Lower,
+        get: |r| Some(r.errors_total as f64),
+    },
+    Metric {
+        name: "produced total",
+        unit: "msgs",
+        better: Better::Neither,
+        get: |r| Some(r.produced_total as f64),
+    },
+    Metric {
+        name: "consumed total",
+        unit: "msgs",
+        better: Better::Neither,
+        get: |r| r.all_consumed.map(|_| r.consumed_total as f64),
+    },
 ];
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -66,8 +171,17 @@ pub fn spread(values: &[f64]) -> Option<Spread> {
     let mut v = values.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
-    Some(Spread { median, min: v[0], max: v[n - 1], n })
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Some(Spread {
+        median,
+        min: v[0],
+        max: v[n - 1],
+        n,
+    })
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -112,25 +226,41 @@ pub fn summarize(runs: &[RunResult]) -> Summary {
                     spread(&vals).map(|s| (key(m), s))
                 })
                 .collect();
-            TargetSummary { name: name.clone(), bootstrap: bootstrap.clone(), metrics }
+            TargetSummary {
+                name: name.clone(),
+                bootstrap: bootstrap.clone(),
+                metrics,
+            }
         })
         .collect();
     let mut ratios = BTreeMap::new();
     if let Some(first) = targets.first() {
         for m in METRICS {
             let k = key(m);
-            let Some(a) = first.metrics.get(&k) else { continue };
+            let Some(a) = first.metrics.get(&k) else {
+                continue;
+            };
             let row: Vec<Option<f64>> = targets[1..]
                 .iter()
-                .map(|t| t.metrics.get(&k).and_then(|b| (b.median != 0.0).then(|| a.median / b.median)))
+                .map(|t| {
+                    t.metrics
+                        .get(&k)
+                        .and_then(|b| (b.median != 0.0).then(|| a.median / b.median))
+                })
                 .collect();
             ratios.insert(k, row);
         }
     }
     Summary {
         workload: runs.first().map(|r| r.workload.clone()).unwrap_or_default(),
-        driver: runs.first().map(|r| format!("{:?}", r.driver).to_lowercase()).unwrap_or_default(),
-        runs_per_target: targets.first().map(|t| runs.iter().filter(|r| r.target == t.name).count()).unwrap_or(0),
+        driver: runs
+            .first()
+            .map(|r| format!("{:?}", r.driver).to_lowercase())
+            .unwrap_or_default(),
+        runs_per_target: targets
+            .first()
+            .map(|t| runs.iter().filter(|r| r.target == t.name).count())
+            .unwrap_or(0),
         targets,
         ratios,
         runs: runs.to_vec(),
@@ -156,7 +286,10 @@ fn fmt(v: f64) -> String {
 /// runs), then the ratio of the first target to each other one.
 pub fn markdown(s: &Summary) -> String {
     let mut out = String::new();
-    out.push_str(&format!("**{}** — driver {}, {} run(s) per target", s.workload, s.driver, s.runs_per_target));
+    out.push_str(&format!(
+        "**{}** — driver {}, {} run(s) per target",
+        s.workload, s.driver, s.runs_per_target
+    ));
     if let Some(r) = s.runs.first() {
         let w = &r.spec;
         out.push_str(&format!(
@@ -175,7 +308,11 @@ pub fn markdown(s: &Summary) -> String {
     for t in &s.targets {
         out.push_str(&format!(" {} |", t.name));
     }
-    let first = s.targets.first().map(|t| t.name.clone()).unwrap_or_default();
+    let first = s
+        .targets
+        .first()
+        .map(|t| t.name.clone())
+        .unwrap_or_default();
     for t in s.targets.iter().skip(1) {
         out.push_str(&format!(" {first}/{} |", t.name));
     }
@@ -192,7 +329,12 @@ pub fn markdown(s: &Summary) -> String {
         out.push_str(&format!("| {k} |"));
         for t in &s.targets {
             match t.metrics.get(&k) {
-                Some(sp) if sp.n > 1 => out.push_str(&format!(" {} ({}–{}) |", fmt(sp.median), fmt(sp.min), fmt(sp.max))),
+                Some(sp) if sp.n > 1 => out.push_str(&format!(
+                    " {} ({}–{}) |",
+                    fmt(sp.median),
+                    fmt(sp.min),
+                    fmt(sp.max)
+                )),
                 Some(sp) => out.push_str(&format!(" {} |", fmt(sp.median))),
                 None => out.push_str(" – |"),
             }
@@ -209,10 +351,18 @@ pub fn markdown(s: &Summary) -> String {
         .runs
         .iter()
         .filter(|r| r.all_consumed == Some(false))
-        .map(|r| format!("{} run {}: consumed {} of {}", r.target, r.run_index, r.consumed_total, r.produced_total))
+        .map(|r| {
+            format!(
+                "{} run {}: consumed {} of {}",
+                r.target, r.run_index, r.consumed_total, r.produced_total
+            )
+        })
         .collect();
     if !incomplete.is_empty() {
-        out.push_str(&format!("\n**Not all messages were consumed back:** {}\n", incomplete.join("; ")));
+        out.push_str(&format!(
+            "\n**Not all messages were consumed back:** {}\n",
+            incomplete.join("; ")
+        ));
     }
     out
 }
@@ -223,7 +373,15 @@ mod tests {
 
     #[test]
     fn spread_median_even_and_odd() {
-        assert_eq!(spread(&[3.0, 1.0, 2.0]).unwrap(), Spread { median: 2.0, min: 1.0, max: 3.0, n: 3 });
+        assert_eq!(
+            spread(&[3.0, 1.0, 2.0]).unwrap(),
+            Spread {
+                median: 2.0,
+                min: 1.0,
+                max: 3.0,
+                n: 3
+            }
+        );
         assert_eq!(spread(&[4.0, 1.0, 2.0, 3.0]).unwrap().median, 2.5);
         assert!(spread(&[]).is_none());
     }

@@ -45,6 +45,9 @@ pub struct RunOptions {
     pub pin: Vec<usize>,
     pub verify_crc: bool,
     pub progress: bool,
+    /// Shell command run between the backlog fill and the consume phase (e.g. dropping the
+    /// page cache for a cold read). The broker pid is looked up again afterwards.
+    pub before_consume: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
@@ -59,7 +62,13 @@ pub struct Throughput {
 impl Throughput {
     fn of(c: Counts, seconds: f64) -> Throughput {
         let s = seconds.max(1e-9);
-        Throughput { msgs: c.msgs, bytes: c.bytes, errors: c.errors, msgs_per_s: c.msgs as f64 / s, mib_per_s: c.bytes as f64 / MIB / s }
+        Throughput {
+            msgs: c.msgs,
+            bytes: c.bytes,
+            errors: c.errors,
+            msgs_per_s: c.msgs as f64 / s,
+            mib_per_s: c.bytes as f64 / MIB / s,
+        }
     }
 }
 
@@ -137,7 +146,13 @@ impl RssSampler {
 }
 
 fn port_of(bootstrap: &str) -> Option<u16> {
-    bootstrap.split(',').next()?.rsplit_once(':')?.1.parse().ok()
+    bootstrap
+        .split(',')
+        .next()?
+        .rsplit_once(':')?
+        .1
+        .parse()
+        .ok()
 }
 
 fn broker_cpu(pid: Option<u32>) -> Option<f64> {
@@ -177,7 +192,13 @@ impl Clients {
     }
 }
 
-fn spawn_clients(base: &ClientCtx, count: u32, opts: &RunOptions, producer: bool, pin_offset: usize) -> Result<Clients> {
+fn spawn_clients(
+    base: &ClientCtx,
+    count: u32,
+    opts: &RunOptions,
+    producer: bool,
+    pin_offset: usize,
+) -> Result<Clients> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut stats = Vec::new();
     let mut handles = Vec::new();
@@ -186,24 +207,32 @@ fn spawn_clients(base: &ClientCtx, count: u32, opts: &RunOptions, producer: bool
         ctx.index = i;
         ctx.stats = Arc::new(WorkerStats::default());
         ctx.stop = stop.clone();
-        ctx.pin = (!opts.pin.is_empty()).then(|| core_affinity::CoreId { id: opts.pin[(pin_offset + i as usize) % opts.pin.len()] });
+        ctx.pin = (!opts.pin.is_empty()).then(|| core_affinity::CoreId {
+            id: opts.pin[(pin_offset + i as usize) % opts.pin.len()],
+        });
         stats.push(ctx.stats.clone());
         let driver = opts.driver;
         let name = format!("perf-{}-{i}", if producer { "p" } else { "c" });
-        handles.push(thread::Builder::new().name(name).spawn(move || match (driver, producer) {
-            (Driver::Native, true) => crate::native::run_producer(ctx),
-            (Driver::Native, false) => crate::native::run_consumer(ctx),
-            #[cfg(feature = "rdkafka")]
+        handles.push(thread::Builder::new().name(name).spawn(move || {
+            match (driver, producer) {
+                (Driver::Native, true) => crate::native::run_producer(ctx),
+                (Driver::Native, false) => crate::native::run_consumer(ctx),
+                #[cfg(feature = "rdkafka")]
             (Driver::Rdkafka, true) => crate::rdk::run_producer(ctx),
-            #[cfg(feature = "rdkafka")]
+                #[cfg(feature = "rdkafka")]
             (Driver::Rdkafka, false) => crate::rdk::run_consumer(ctx),
             #[cfg(not(feature = "rdkafka"))]
             (Driver::Rdkafka, _) => {
                 anyhow::bail!("this riptide-perf was built without the librdkafka driver: rebuild with --features rdkafka")
             }
+            }
         })?);
     }
-    Ok(Clients { stats, handles, stop })
+    Ok(Clients {
+        stats,
+        handles,
+        stop,
+    })
 }
 
 fn progress_bar(enabled: bool, label: &str) -> Option<ProgressBar> {
@@ -211,7 +240,9 @@ fn progress_bar(enabled: bool, label: &str) -> Option<ProgressBar> {
         return None;
     }
     let pb = ProgressBar::new_spinner();
-    pb.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {prefix} {wide_msg}").unwrap());
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {prefix} {wide_msg}").unwrap(),
+    );
     pb.set_prefix(label.to_string());
     Some(pb)
 }
@@ -228,15 +259,32 @@ fn fmt_us(v: Option<u64>) -> String {
     v.map_or("-".into(), |us| format!("{:.2}ms", us as f64 / 1000.0))
 }
 
-pub fn run_once(w: &Workload, target: &Target, opts: &RunOptions, run_index: u32) -> Result<RunResult> {
+pub fn run_once(
+    w: &Workload,
+    target: &Target,
+    opts: &RunOptions,
+    run_index: u32,
+) -> Result<RunResult> {
     let started_unix_s = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let pid = target.pid.or_else(|| port_of(&target.bootstrap).and_then(|p| procfs::pid_by_port(p).ok()));
-    let nonce = format!("{:x}", SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() & 0xffff_ffff);
-    let mut admin = Conn::connect(&target.bootstrap).with_context(|| format!("target {}", target.name))?;
+    let pid = target
+        .pid
+        .or_else(|| port_of(&target.bootstrap).and_then(|p| procfs::pid_by_port(p).ok()));
+    let nonce = format!(
+        "{:x}",
+        SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() & 0xffff_ffff
+    );
+    let mut admin =
+        Conn::connect(&target.bootstrap).with_context(|| format!("target {}", target.name))?;
     let mut layouts = Vec::new();
     for t in 0..w.topics {
         let topic = format!("perf-{}-{nonce}-{t}", w.name);
-        layouts.push(wire::create_topic(&mut admin, &topic, w.partitions_per_topic, w.replication_factor, TOPIC_CREATE_TIMEOUT)?);
+        layouts.push(wire::create_topic(
+            &mut admin,
+            &topic,
+            w.partitions_per_topic,
+            w.replication_factor,
+            TOPIC_CREATE_TIMEOUT,
+        )?);
     }
     let w_arc = Arc::new(w.clone());
     let base = ClientCtx {
@@ -247,7 +295,11 @@ pub fn run_once(w: &Workload, target: &Target, opts: &RunOptions, run_index: u32
         stats: Arc::new(WorkerStats::default()),
         stop: Arc::new(AtomicBool::new(false)),
         pin: None,
-        rate_msgs_per_s: if w.producers > 0 { w.producer_rate_msgs_per_s as f64 / w.producers as f64 } else { 0.0 },
+        rate_msgs_per_s: if w.producers > 0 {
+            w.producer_rate_msgs_per_s as f64 / w.producers as f64
+        } else {
+            0.0
+        },
         bytes_limit: 0,
         verify_crc: opts.verify_crc,
     };
@@ -269,11 +321,16 @@ pub fn run_once(w: &Workload, target: &Target, opts: &RunOptions, run_index: u32
         pb.finish_and_clear();
     }
     let m = result?;
-    let basis_bytes = if m.produce.bytes > 0 { m.produce.bytes } else { m.consume.bytes };
-    let broker_cpu_s = match (m.cpu_before, broker_cpu(pid)) {
-        (Some(a), Some(_)) => m.cpu_after.map(|b| b - a),
+    let basis_bytes = if m.produce.bytes > 0 {
+        m.produce.bytes
+    } else {
+        m.consume.bytes
+    };
+    let broker_cpu_s = match (m.cpu_before, m.cpu_after) {
+        (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
+    let pid = BROKER_PID.with(|p| p.get()).or(pid);
     Ok(RunResult {
         workload: w.name.clone(),
         target: target.name.clone(),
@@ -288,7 +345,9 @@ pub fn run_once(w: &Workload, target: &Target, opts: &RunOptions, run_index: u32
         e2e_latency: m.e2e,
         broker_pid: pid,
         broker_cpu_s,
-        broker_cpu_s_per_gib: broker_cpu_s.filter(|_| basis_bytes > 0).map(|c| c / (basis_bytes as f64 / GIB)),
+        broker_cpu_s_per_gib: broker_cpu_s
+            .filter(|_| basis_bytes > 0)
+            .map(|c| c / (basis_bytes as f64 / GIB)),
         broker_cores_busy: broker_cpu_s.map(|c| c / m.seconds.max(1e-9)),
         broker_rss_max_bytes: rss_max,
         client_cpu_s: m.client_cpu_s,
@@ -318,9 +377,25 @@ struct Measured {
 }
 
 /// Producers (and tail consumers) run together: warm-up, measured window, then drain.
-fn run_live(w: &Workload, base: &ClientCtx, opts: &RunOptions, pb: &Option<ProgressBar>, plain: bool) -> Result<Measured> {
+fn run_live(
+    w: &Workload,
+    base: &ClientCtx,
+    opts: &RunOptions,
+    pb: &Option<ProgressBar>,
+    plain: bool,
+) -> Result<Measured> {
     let pid = base_pid(base);
-    let consumers = if w.consumers > 0 { Some(spawn_clients(base, w.consumers, opts, false, w.producers as usize)?) } else { None };
+    let consumers = if w.consumers > 0 {
+        Some(spawn_clients(
+            base,
+            w.consumers,
+            opts,
+            false,
+            w.producers as usize,
+        )?)
+    } else {
+        None
+    };
     let producers = spawn_clients(base, w.producers, opts, true, 0)?;
     let start = Instant::now();
     let warmup = Duration::from_secs(w.warmup_s);
@@ -366,14 +441,22 @@ fn run_live(w: &Workload, base: &ClientCtx, opts: &RunOptions, pb: &Option<Progr
             Some((t0, pc0, _, _, _)) => {
                 let elapsed = (now - t0).as_secs_f64();
                 let enough_bytes = pc.minus(pc0).bytes >= w.produce_bytes_min;
-                if (elapsed >= w.duration_s as f64 && enough_bytes) || elapsed >= DURATION_S_MAX as f64 {
+                if (elapsed >= w.duration_s as f64 && enough_bytes)
+                    || elapsed >= DURATION_S_MAX as f64
+                {
                     break now;
                 }
             }
             None => {}
         }
     };
-    let (t0, pc0, cc0, cpu0, self0) = warm.unwrap_or((start, Counts::default(), Counts::default(), broker_cpu(pid), 0.0));
+    let (t0, pc0, cc0, cpu0, self0) = warm.unwrap_or((
+        start,
+        Counts::default(),
+        Counts::default(),
+        broker_cpu(pid),
+        0.0,
+    ));
     let (pc1, cc1) = (Counts::of(&producers.stats), Counts::of(cstats));
     let (cpu1, self1) = (broker_cpu(pid), self_cpu());
     let publish = Percentiles::of(&merge_total(&producers.stats, false));
@@ -393,7 +476,11 @@ fn run_live(w: &Workload, base: &ClientCtx, opts: &RunOptions, pb: &Option<Progr
             if got >= pfinal.msgs || Instant::now() >= drain_deadline {
                 break;
             }
-            show(pb, plain, format!("drain: consumed {got} of {}", pfinal.msgs));
+            show(
+                pb,
+                plain,
+                format!("drain: consumed {got} of {}", pfinal.msgs),
+            );
             thread::sleep(Duration::from_millis(50));
         }
         let cstats_final = c.stats.clone();
@@ -423,7 +510,9 @@ fn run_live(w: &Workload, base: &ClientCtx, opts: &RunOptions, pb: &Option<Progr
 }
 
 fn base_pid(base: &ClientCtx) -> Option<u32> {
-    BROKER_PID.with(|p| p.get()).or_else(|| port_of(&base.bootstrap).and_then(|p| procfs::pid_by_port(p).ok()))
+    BROKER_PID
+        .with(|p| p.get())
+        .or_else(|| port_of(&base.bootstrap).and_then(|p| procfs::pid_by_port(p).ok()))
 }
 
 thread_local! {
@@ -432,8 +521,14 @@ thread_local! {
 }
 
 /// Fill the topic with `consume_backlog_bytes`, then time consumers reading it from offset 0.
-fn run_backlog(w: &Workload, base: &ClientCtx, opts: &RunOptions, pb: &Option<ProgressBar>, plain: bool) -> Result<Measured> {
-    let pid = base_pid(base);
+fn run_backlog(
+    w: &Workload,
+    base: &ClientCtx,
+    opts: &RunOptions,
+    pb: &Option<ProgressBar>,
+    plain: bool,
+) -> Result<Measured> {
+    let mut pid = base_pid(base);
     let producers_n = w.producers.max(1);
     let mut fill = base.clone();
     fill.bytes_limit = w.consume_backlog_bytes.div_ceil(producers_n as u64);
@@ -444,13 +539,35 @@ fn run_backlog(w: &Workload, base: &ClientCtx, opts: &RunOptions, pb: &Option<Pr
     while !producers.finished() {
         thread::sleep(Duration::from_millis(200));
         let c = Counts::of(&pstats);
-        show(pb, plain, format!("fill: {:.0} MiB of {:.0} MiB", c.bytes as f64 / MIB, w.consume_backlog_bytes as f64 / MIB));
+        show(
+            pb,
+            plain,
+            format!(
+                "fill: {:.0} MiB of {:.0} MiB",
+                c.bytes as f64 / MIB,
+                w.consume_backlog_bytes as f64 / MIB
+            ),
+        );
     }
     let fill_s = fill_start.elapsed().as_secs_f64();
     producers.join()?;
     let produced = Counts::of(&pstats);
     if plain {
         eprintln!("  filled {} msgs in {fill_s:.1}s", produced.msgs);
+    }
+    if let Some(cmd) = &opts.before_consume {
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .status()
+            .context("running --before-consume")?;
+        if !status.success() {
+            bail!("--before-consume command failed: {status}");
+        }
+        pid = port_of(&base.bootstrap)
+            .and_then(|p| procfs::pid_by_port(p).ok())
+            .or(pid);
+        BROKER_PID.with(|p| p.set(pid));
     }
     let (cpu0, self0) = (broker_cpu(pid), self_cpu());
     let t0 = Instant::now();
@@ -469,7 +586,17 @@ fn run_backlog(w: &Workload, base: &ClientCtx, opts: &RunOptions, pb: &Option<Pr
                 consume_msgs_per_s: c.minus(last.1).msgs as f64 / dt,
                 ..Tick::default()
             };
-            show(pb, plain, format!("consume {:.0} msg/s {:.1} MiB/s, {} of {}", tick.consume_msgs_per_s, c.minus(last.1).bytes as f64 / MIB / dt, c.msgs, produced.msgs));
+            show(
+                pb,
+                plain,
+                format!(
+                    "consume {:.0} msg/s {:.1} MiB/s, {} of {}",
+                    tick.consume_msgs_per_s,
+                    c.minus(last.1).bytes as f64 / MIB / dt,
+                    c.msgs,
+                    produced.msgs
+                ),
+            );
             timeline.push(tick);
             last = (now, c);
         }
@@ -484,7 +611,12 @@ fn run_backlog(w: &Workload, base: &ClientCtx, opts: &RunOptions, pb: &Option<Pr
     let cc = Counts::of(&cstats);
     consumer_result?;
     if cc.msgs < produced.msgs {
-        eprintln!("warning: consumed {} of {} messages before the {}s cap", cc.msgs, produced.msgs, cap.as_secs());
+        eprintln!(
+            "warning: consumed {} of {} messages before the {}s cap",
+            cc.msgs,
+            produced.msgs,
+            cap.as_secs()
+        );
     }
     Ok(Measured {
         seconds,

@@ -14,17 +14,22 @@ use serde::{Deserialize, Serialize};
 pub const LATENCY_US_MAX: u64 = 60_000_000;
 
 pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).expect("histogram bounds are constant and valid")
+    Histogram::new_with_bounds(1, LATENCY_US_MAX, 3)
+        .expect("histogram bounds are constant and valid")
 }
 
 /// Wall clock in µs since the Unix epoch: the payload timestamp, comparable across processes.
 pub fn wall_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 pub fn record(h: &mut Histogram<u64>, latency_us: u64, count: u64) {
     let v = latency_us.clamp(1, LATENCY_US_MAX);
-    h.record_n(v, count).expect("value clamped into the histogram's range");
+    h.record_n(v, count)
+        .expect("value clamped into the histogram's range");
 }
 
 pub struct Hists {
@@ -35,7 +40,10 @@ pub struct Hists {
 
 impl Hists {
     fn new() -> Hists {
-        Hists { total: new_histogram(), interval: new_histogram() }
+        Hists {
+            total: new_histogram(),
+            interval: new_histogram(),
+        }
     }
     pub fn record(&mut self, latency_us: u64, count: u64) {
         record(&mut self.total, latency_us, count);
@@ -53,7 +61,12 @@ pub struct WorkerStats {
 
 impl Default for WorkerStats {
     fn default() -> Self {
-        WorkerStats { msgs: AtomicU64::new(0), bytes: AtomicU64::new(0), errors: AtomicU64::new(0), latency: Mutex::new(Hists::new()) }
+        WorkerStats {
+            msgs: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            latency: Mutex::new(Hists::new()),
+        }
     }
 }
 
@@ -175,14 +188,32 @@ mod tests {
         assert!((495..=505).contains(&p.p50_us), "{}", p.p50_us);
         assert!((985..=995).contains(&p.p99_us), "{}", p.p99_us);
         assert!(p.max_us >= LATENCY_US_MAX - LATENCY_US_MAX / 1000);
-        assert!(p.curve.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1));
+        assert!(p
+            .curve
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1));
         assert!(Percentiles::of(&new_histogram()).is_none());
     }
 
     #[test]
     fn counts_subtract_saturating() {
-        let a = Counts { msgs: 10, bytes: 100, errors: 1 };
-        let b = Counts { msgs: 4, bytes: 40, errors: 2 };
-        assert_eq!(a.minus(b), Counts { msgs: 6, bytes: 60, errors: 0 });
+        let a = Counts {
+            msgs: 10,
+            bytes: 100,
+            errors: 1,
+        };
+        let b = Counts {
+            msgs: 4,
+            bytes: 40,
+            errors: 2,
+        };
+        assert_eq!(
+            a.minus(b),
+            Counts {
+                msgs: 6,
+                bytes: 60,
+                errors: 0
+            }
+        );
     }
 }

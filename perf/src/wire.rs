@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, MetadataRequest,
     RequestHeader, ResponseHeader, TopicName,
 };
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
 /// A response frame above this is refused (a hostile or broken peer cannot make us allocate more).
@@ -29,14 +29,24 @@ pub type Versions = HashMap<i16, (i16, i16)>;
 /// Picks the highest version both sides speak, capped at `ours_max` (the newest version whose
 /// shape this harness fills in correctly).
 pub fn pick_version(versions: &Versions, key: ApiKey, ours_min: i16, ours_max: i16) -> Result<i16> {
-    let &(lo, hi) = versions.get(&(key as i16)).with_context(|| format!("broker does not support {key:?}"))?;
+    let &(lo, hi) = versions
+        .get(&(key as i16))
+        .with_context(|| format!("broker does not support {key:?}"))?;
     let v = hi.min(ours_max);
-    ensure!(v >= lo.max(ours_min), "no common version for {key:?}: broker {lo}..={hi}, ours {ours_min}..={ours_max}");
+    ensure!(
+        v >= lo.max(ours_min),
+        "no common version for {key:?}: broker {lo}..={hi}, ours {ours_min}..={ours_max}"
+    );
     Ok(v)
 }
 
 /// Encodes a length-prefixed request frame into `buf` (cleared first).
-pub fn encode_request<R: Request>(buf: &mut BytesMut, version: i16, correlation_id: i32, req: &R) -> Result<()> {
+pub fn encode_request<R: Request>(
+    buf: &mut BytesMut,
+    version: i16,
+    correlation_id: i32,
+    req: &R,
+) -> Result<()> {
     buf.clear();
     buf.extend_from_slice(&[0, 0, 0, 0]);
     let mut header = RequestHeader::default();
@@ -54,16 +64,25 @@ pub fn encode_request<R: Request>(buf: &mut BytesMut, version: i16, correlation_
 /// Reads one length-prefixed frame (without the prefix).
 pub fn read_frame(stream: &mut impl Read) -> Result<Bytes> {
     let mut len = [0u8; 4];
-    stream.read_exact(&mut len).context("reading frame length")?;
+    stream
+        .read_exact(&mut len)
+        .context("reading frame length")?;
     let len = i32::from_be_bytes(len);
-    ensure!(len >= 4 && len as usize <= FRAME_BYTES_MAX, "response frame length {len} out of range");
+    ensure!(
+        len >= 4 && len as usize <= FRAME_BYTES_MAX,
+        "response frame length {len} out of range"
+    );
     let mut body = BytesMut::zeroed(len as usize);
     stream.read_exact(&mut body).context("reading frame body")?;
     Ok(body.freeze())
 }
 
 /// Decodes a response frame, checking the correlation id.
-pub fn decode_response<R: Request>(mut frame: Bytes, version: i16, correlation_id: i32) -> Result<R::Response> {
+pub fn decode_response<R: Request>(
+    mut frame: Bytes,
+    version: i16,
+    correlation_id: i32,
+) -> Result<R::Response> {
     let header = ResponseHeader::decode(&mut frame, R::Response::header_version(version))?;
     ensure!(
         header.correlation_id == correlation_id,
@@ -85,7 +104,13 @@ impl Conn {
     pub fn connect(addr: &str) -> Result<Conn> {
         let stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
-        let mut c = Conn { stream, addr: addr.to_string(), correlation_id: 0, buf: BytesMut::new(), versions: Versions::new() };
+        let mut c = Conn {
+            stream,
+            addr: addr.to_string(),
+            correlation_id: 0,
+            buf: BytesMut::new(),
+            versions: Versions::new(),
+        };
         c.versions = c.api_versions()?;
         Ok(c)
     }
@@ -112,8 +137,16 @@ impl Conn {
         if resp.error_code == ERROR_UNSUPPORTED_VERSION {
             resp = self.call(0, &ApiVersionsRequest::default())?;
         }
-        ensure!(resp.error_code == 0, "ApiVersions error {}", resp.error_code);
-        Ok(resp.api_keys.iter().map(|k| (k.api_key, (k.min_version, k.max_version))).collect())
+        ensure!(
+            resp.error_code == 0,
+            "ApiVersions error {}",
+            resp.error_code
+        );
+        Ok(resp
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, (k.min_version, k.max_version)))
+            .collect())
     }
 }
 
@@ -134,25 +167,46 @@ pub fn metadata(conn: &mut Conn, topic: &str) -> Result<TopicLayout> {
     req.topics = Some(vec![t]);
     req.allow_auto_topic_creation = false;
     let resp = conn.call(version, &req)?;
-    let brokers = resp.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port))).collect();
+    let brokers = resp
+        .brokers
+        .iter()
+        .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
+        .collect();
     let t = resp
         .topics
         .iter()
         .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic))
         .with_context(|| format!("topic {topic} missing from metadata"))?;
-    ensure!(t.error_code == 0, "metadata error {} for topic {topic}", t.error_code);
+    ensure!(
+        t.error_code == 0,
+        "metadata error {} for topic {topic}",
+        t.error_code
+    );
     let count = t.partitions.len();
     let mut leaders = vec![-1; count];
     for p in &t.partitions {
         let i = p.partition_index;
-        ensure!(i >= 0 && (i as usize) < count, "partition index {i} out of range");
+        ensure!(
+            i >= 0 && (i as usize) < count,
+            "partition index {i} out of range"
+        );
         leaders[i as usize] = if p.error_code == 0 { p.leader_id.0 } else { -1 };
     }
-    Ok(TopicLayout { topic: topic.to_string(), leaders, brokers })
+    Ok(TopicLayout {
+        topic: topic.to_string(),
+        leaders,
+        brokers,
+    })
 }
 
 /// Creates the topic (already existing is fine) and waits until every partition has a leader.
-pub fn create_topic(conn: &mut Conn, topic: &str, partitions: u32, replication: i16, timeout: Duration) -> Result<TopicLayout> {
+pub fn create_topic(
+    conn: &mut Conn,
+    topic: &str,
+    partitions: u32,
+    replication: i16,
+    timeout: Duration,
+) -> Result<TopicLayout> {
     let version = pick_version(&conn.versions, ApiKey::CreateTopics, 2, 5)?;
     let mut t = CreatableTopic::default();
     t.name = TopicName(StrBytes::from_string(topic.to_string()));
@@ -164,17 +218,29 @@ pub fn create_topic(conn: &mut Conn, topic: &str, partitions: u32, replication: 
     let resp = conn.call(version, &req)?;
     for r in &resp.topics {
         if r.error_code != 0 && r.error_code != ERROR_TOPIC_ALREADY_EXISTS {
-            bail!("CreateTopics {topic}: error {} {:?}", r.error_code, r.error_message.as_ref().map(|m| m.to_string()));
+            bail!(
+                "CreateTopics {topic}: error {} {:?}",
+                r.error_code,
+                r.error_message.as_ref().map(|m| m.to_string())
+            );
         }
     }
     let deadline = Instant::now() + timeout;
     loop {
         match metadata(conn, topic) {
-            Ok(layout) if layout.leaders.len() == partitions as usize && layout.leaders.iter().all(|&l| l >= 0) => {
+            Ok(layout)
+                if layout.leaders.len() == partitions as usize
+                    && layout.leaders.iter().all(|&l| l >= 0) =>
+            {
                 return Ok(layout)
             }
-            Ok(_) | Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-            Ok(layout) => bail!("topic {topic} has no leader for every partition: {:?}", layout.leaders),
+            Ok(_) | Err(_) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            Ok(layout) => bail!(
+                "topic {topic} has no leader for every partition: {:?}",
+                layout.leaders
+            ),
             Err(e) => return Err(e),
         }
     }
@@ -182,6 +248,9 @@ pub fn create_topic(conn: &mut Conn, topic: &str, partitions: u32, replication: 
 
 /// Resolves a broker node id to the address to dial.
 pub fn broker_addr(layout: &TopicLayout, node: i32) -> Result<String> {
-    layout.brokers.get(&node).cloned().with_context(|| format!("broker {node} not in metadata"))
+    layout
+        .brokers
+        .get(&node)
+        .cloned()
+        .with_context(|| format!("broker {node} not in metadata"))
 }
-

@@ -72,6 +72,20 @@ pub enum Subscription {
     Group,
 }
 
+/// Accepts `acks = 1` as well as `acks = "1"` (a shell eats the quotes of `--set acks="1"`).
+fn string_or_int<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum S {
+        Str(String),
+        Int(i64),
+    }
+    Ok(match S::deserialize(d)? {
+        S::Str(s) => s,
+        S::Int(i) => i.to_string(),
+    })
+}
+
 fn one() -> u32 {
     1
 }
@@ -118,8 +132,8 @@ pub struct Workload {
     /// Total target rate over all producers, messages per second; 0 means as fast as possible.
     #[serde(default)]
     pub producer_rate_msgs_per_s: u64,
-    /// "0", "1" or "all".
-    #[serde(default = "acks_default")]
+    /// "0", "1" or "all" (integers 0, 1, -1 are accepted too).
+    #[serde(default = "acks_default", deserialize_with = "string_or_int")]
     pub acks: String,
     /// none, gzip, snappy, lz4, zstd (native driver: none only).
     #[serde(default = "compression_default")]
@@ -168,7 +182,9 @@ impl Workload {
         self.keys.mode()?;
         let (lo, hi) = self.message_size.bounds();
         if lo < MESSAGE_SIZE_MIN || hi > MESSAGE_SIZE_MAX || lo > hi {
-            bail!("message_size must lie in {MESSAGE_SIZE_MIN}..={MESSAGE_SIZE_MAX} with min <= max");
+            bail!(
+                "message_size must lie in {MESSAGE_SIZE_MIN}..={MESSAGE_SIZE_MAX} with min <= max"
+            );
         }
         if self.topics == 0 || self.partitions_per_topic == 0 {
             bail!("topics and partitions_per_topic must be >= 1");
@@ -185,7 +201,10 @@ impl Workload {
         if self.consume_backlog_bytes > 0 && self.consumers == 0 {
             bail!("consume_backlog_bytes > 0 needs consumers >= 1");
         }
-        if self.duration_s == 0 || self.duration_s > DURATION_S_MAX || self.warmup_s > DURATION_S_MAX {
+        if self.duration_s == 0
+            || self.duration_s > DURATION_S_MAX
+            || self.warmup_s > DURATION_S_MAX
+        {
             bail!("duration_s must lie in 1..={DURATION_S_MAX} and warmup_s <= {DURATION_S_MAX}");
         }
         if self.max_in_flight == 0 || self.max_in_flight > 1024 {
@@ -206,20 +225,25 @@ impl Workload {
 pub fn parse(text: &str, overrides: &[String]) -> Result<Workload> {
     let mut table: toml::Table = toml::from_str(text).context("workload is not valid TOML")?;
     for o in overrides {
-        let (k, v) = o.split_once('=').with_context(|| format!("override {o:?} is not key=value"))?;
+        let (k, v) = o
+            .split_once('=')
+            .with_context(|| format!("override {o:?} is not key=value"))?;
         let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {v}"))
             .ok()
             .and_then(|mut t| t.remove("v"))
             .unwrap_or_else(|| toml::Value::String(v.to_string()));
         table.insert(k.trim().to_string(), value);
     }
-    let w: Workload = toml::Value::Table(table).try_into().context("workload fields")?;
+    let w: Workload = toml::Value::Table(table)
+        .try_into()
+        .context("workload fields")?;
     w.validate()?;
     Ok(w)
 }
 
 pub fn load(path: &std::path::Path, overrides: &[String]) -> Result<Workload> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     parse(&text, overrides).with_context(|| format!("workload {}", path.display()))
 }
 
@@ -227,12 +251,39 @@ pub fn load(path: &std::path::Path, overrides: &[String]) -> Result<Workload> {
 mod tests {
     use super::*;
 
-    const BASE: &str = "name = \"t\"\npartitions_per_topic = 3\nmessage_size = 1024\nduration_s = 5\n";
+    const BASE: &str =
+        "name = \"t\"\npartitions_per_topic = 3\nmessage_size = 1024\nduration_s = 5\n";
 
     #[test]
     fn parses_defaults_and_overrides() {
-        let w = parse(BASE, &["acks=\"1\"".into(), "producer_rate_msgs_per_s=5000".into(), "keys=100".into()]).unwrap();
+        let w = parse(
+            BASE,
+            &[
+                "acks=\"1\"".into(),
+                "producer_rate_msgs_per_s=5000".into(),
+                "keys=100".into(),
+            ],
+        )
+        .unwrap();
         assert_eq!(w.acks_i16().unwrap(), 1);
+        assert_eq!(
+            parse(BASE, &["acks=1".into()]).unwrap().acks_i16().unwrap(),
+            1
+        );
+        assert_eq!(
+            parse(BASE, &["acks=all".into()])
+                .unwrap()
+                .acks_i16()
+                .unwrap(),
+            -1
+        );
+        assert_eq!(
+            parse(BASE, &["acks=-1".into()])
+                .unwrap()
+                .acks_i16()
+                .unwrap(),
+            -1
+        );
         assert_eq!(w.producer_rate_msgs_per_s, 5000);
         assert_eq!(w.keys.mode().unwrap(), KeyMode::Distinct(100));
         assert_eq!(w.partitions_total(), 3);

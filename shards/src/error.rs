@@ -77,9 +77,32 @@ pub enum Error {
     /// for (expired, evicted, or its batches removed by retention or truncation).
     #[error("unknown producer {producer_id} (sequence {sequence} without state)")]
     UnknownProducerId { producer_id: i64, sequence: i32 },
+    /// Kafka INVALID_TXN_STATE: a non-transactional batch while the producer has an open
+    /// transaction in this partition.
+    #[error("producer {producer_id} wrote a non-transactional batch inside an open transaction")]
+    InvalidTxnState { producer_id: i64 },
     /// A producer-state snapshot that fails its checks; the caller rebuilds from the log.
     #[error("corrupt producer state snapshot: {0}")]
     CorruptSnapshot(String),
+    /// The log's in-flight limit is reached; wait for `Log::wait_for_space` and retry.
+    #[error("log in-flight bytes {in_flight_bytes} at the limit {limit}")]
+    LogInFlightFull {
+        in_flight_bytes: usize,
+        limit: usize,
+    },
+    /// The partition directory belongs to another topic (same name, different id).
+    #[error("{path} holds topic id {found}, expected {expected}")]
+    TopicIdMismatch {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+    /// The log hit an I/O error and refuses writes until reopened (recovery).
+    #[error("log failed: {0}")]
+    LogFailed(String),
+    /// An unreadable metadata or checkpoint file.
+    #[error("corrupt file {path}: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
 }
 
 impl Error {

@@ -1,4 +1,4 @@
-//! Fetch (key 1) and ListOffsets (key 2).
+//! Fetch (key 1).
 //!
 //! Fetch reads each partition on its home shard (the reply carries `Bytes` slices of the
 //! stored batches, never copies), and long-polls: when fewer than `min_bytes` are ready,
@@ -10,12 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::list_offsets_response::{
-    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
-};
-use kafka_protocol::messages::{
-    FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, TopicName,
-};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use shards::{LeaderEpoch, Offset, ShardId, TopicPartition};
 
 use super::{codes, encode, Ctx};
@@ -204,7 +199,7 @@ async fn read_local(
                         Vec::new()
                     } else {
                         match p.read(Offset(a.offset), limit.max(1)).await {
-                            Ok(r) => r.batches,
+                            Ok(r) => r.chunks,
                             Err(e) => {
                                 out.push((a.slot, PartData::error(codes::code_of(&e.into()))));
                                 continue;
@@ -267,7 +262,11 @@ async fn wait_local(asks: Vec<(TopicPartition, i64)>, deadline: Instant) {
             if p.high_watermark().0 > *offset {
                 return;
             }
-            subs.push(Box::pin(p.log().subscribe()));
+            let generation = p.watch();
+            if p.high_watermark().0 > *offset {
+                return;
+            }
+            subs.push(Box::pin(async move { p.changed_since(generation).await }));
         }
         let now = Instant::now();
         if now >= deadline || subs.is_empty() {
@@ -275,66 +274,5 @@ async fn wait_local(asks: Vec<(TopicPartition, i64)>, deadline: Instant) {
         }
         let timer = Box::pin(glommio::timer::sleep(deadline - now));
         let _ = futures::future::select(futures::future::select_all(subs), timer).await;
-    }
-}
-
-/// ListOffsets: earliest (-2), latest (-1), max timestamp (-3), or by timestamp.
-pub async fn list_offsets(ctx: Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
-    let st = state();
-    let mut topics = Vec::with_capacity(req.topics.len());
-    for t in req.topics {
-        let mut parts = Vec::with_capacity(t.partitions.len());
-        for p in t.partitions {
-            let tp = TopicPartition::new(t.name.0.as_str(), p.partition_index);
-            let (ts, ask_epoch) = (p.timestamp, p.current_leader_epoch);
-            let r = match st.shard_of(&tp) {
-                None => Err(codes::UNKNOWN_TOPIC_OR_PARTITION),
-                Some(shard) => {
-                    shards::runtime::invoke_on(shard, move || list_local(tp, ts, ask_epoch))
-                        .await
-                        .unwrap_or(Err(codes::NOT_LEADER_OR_FOLLOWER))
-                }
-            };
-            let resp =
-                ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-            parts.push(match r {
-                Ok((offset, timestamp, epoch)) => resp
-                    .with_offset(offset)
-                    .with_timestamp(timestamp)
-                    .with_leader_epoch(epoch),
-                Err(code) => resp
-                    .with_error_code(code)
-                    .with_offset(-1)
-                    .with_timestamp(-1),
-            });
-        }
-        topics.push(
-            ListOffsetsTopicResponse::default()
-                .with_name(t.name)
-                .with_partitions(parts),
-        );
-    }
-    let _ = ctx;
-    ListOffsetsResponse::default().with_topics(topics)
-}
-
-async fn list_local(
-    tp: TopicPartition,
-    timestamp: i64,
-    ask_epoch: i32,
-) -> Result<(i64, i64, i32), i16> {
-    let st = state();
-    let p = st
-        .local_partition(&tp)
-        .ok_or(codes::NOT_LEADER_OR_FOLLOWER)?;
-    let err = check_epoch(ask_epoch, p.leader_epoch());
-    if err != codes::NONE {
-        return Err(err);
-    }
-    let epoch = p.leader_epoch().0;
-    match timestamp {
-        -2 => Ok((p.log_start_offset().0, -1, epoch)),
-        -1 => Ok((p.high_watermark().0, -1, epoch)),
-        _ => Err(codes::INVALID_REQUEST),
     }
 }

@@ -8,6 +8,7 @@ mod configs;
 mod fetch;
 mod groups;
 mod metadata;
+mod offsets;
 mod produce;
 
 use std::rc::Rc;
@@ -100,7 +101,7 @@ async fn dispatch(ctx: Ctx, body: Bytes, client: groups::Client) -> Reply {
         ApiKey::Fetch => fetch::handle(ctx, decode!(FetchRequest)).await,
         ApiKey::ListOffsets => Reply::Ready(encode(
             ctx,
-            &fetch::list_offsets(ctx, decode!(ListOffsetsRequest)).await,
+            &offsets::list_offsets(ctx, decode!(ListOffsetsRequest)).await,
         )),
         ApiKey::CreateTopics => Reply::Ready(encode(
             ctx,
@@ -163,6 +164,14 @@ async fn dispatch(ctx: Ctx, body: Bytes, client: groups::Client) -> Reply {
             &groups::list_groups(ctx, decode!(ListGroupsRequest)).await,
         )),
         ApiKey::DeleteGroups => groups::delete_groups(ctx, decode!(DeleteGroupsRequest)).await,
+        ApiKey::DeleteRecords => Reply::Ready(encode(
+            ctx,
+            &offsets::delete_records(ctx, decode!(DeleteRecordsRequest)).await,
+        )),
+        ApiKey::OffsetForLeaderEpoch => Reply::Ready(encode(
+            ctx,
+            &offsets::offset_for_leader_epoch(ctx, decode!(OffsetForLeaderEpochRequest)).await,
+        )),
         _ => Reply::Close,
     }
 }

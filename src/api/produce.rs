@@ -89,9 +89,7 @@ pub async fn handle(ctx: Ctx, req: ProduceRequest) -> Reply {
     let wait_commit = acks != 0;
     let calls = by_shard.into_iter().map(|(shard, parts)| async move {
         let indices: Vec<usize> = parts.iter().map(|(i, _, _)| *i).collect();
-        let result =
-            shards::runtime::invoke_on(shard, move || async move { stage_one(parts, wait_commit) })
-                .await;
+        let result = shards::runtime::invoke_on(shard, move || stage_one(parts, wait_commit)).await;
         (indices, result)
     });
     for (indices, result) in futures::future::join_all(calls).await {
@@ -153,48 +151,50 @@ async fn await_commit(rx: oneshot::Receiver<i16>, timeout_ms: u64) -> i16 {
     }
 }
 
-/// Runs on the home shard: append each batch (synchronously, in request order) and spawn
-/// the wait for its commit.
-fn stage_one(parts: Vec<(usize, TopicPartition, Bytes)>, wait_commit: bool) -> Vec<Staged> {
+/// Runs on the home shard: append each batch in request order (waiting for in-flight
+/// space when the log is full: backpressure, not an error) and spawn the wait for its
+/// commit.
+async fn stage_one(parts: Vec<(usize, TopicPartition, Bytes)>, wait_commit: bool) -> Vec<Staged> {
     let st = state();
-    parts
-        .into_iter()
-        .map(|(_, tp, records)| {
-            let Some(partition) = st.local_partition(&tp) else {
-                return Staged::failed(codes::NOT_LEADER_OR_FOLLOWER);
-            };
-            let batch = records
-                .try_into_mut()
-                .unwrap_or_else(|b| BytesMut::from(&b[..]));
-            match partition.append(batch, now_ms()) {
-                Ok(info) => {
-                    let committed = wait_commit.then(|| {
-                        let (tx, rx) = oneshot::channel();
-                        let p = partition.clone();
-                        shards::runtime::spawn_latency(async move {
-                            let code = match p.wait_committed(info.last_offset).await {
-                                Ok(()) => codes::NONE,
-                                Err(e) => codes::code_of(&e.into()),
-                            };
-                            let _ = tx.send(code);
-                        });
-                        rx
-                    });
-                    Staged {
-                        error: codes::NONE,
-                        base_offset: info.base_offset.0,
-                        log_append_time_ms: info.log_append_time_ms,
-                        log_start_offset: info.log_start_offset.0,
-                        committed,
-                    }
-                }
-                Err(e) => Staged::failed(codes::code_of(&e.into())),
+    let mut out = Vec::with_capacity(parts.len());
+    for (_, tp, records) in parts {
+        let Some(partition) = st.local_partition(&tp) else {
+            out.push(Staged::failed(codes::NOT_LEADER_OR_FOLLOWER));
+            continue;
+        };
+        if !partition.has_space(records.len()) {
+            if let Err(e) = partition.wait_for_space(records.len()).await {
+                out.push(Staged::failed(codes::code_of(&e.into())));
+                continue;
             }
-        })
-        .collect()
-}
-
-fn now_ms() -> i64 {
-    use shards::clock::Clock;
-    shards::clock::SystemClock.now_ms()
+        }
+        let batch = records
+            .try_into_mut()
+            .unwrap_or_else(|b| BytesMut::from(&b[..]));
+        out.push(match partition.append(batch) {
+            Ok(info) => {
+                let committed = wait_commit.then(|| {
+                    let (tx, rx) = oneshot::channel();
+                    let p = partition.clone();
+                    shards::runtime::spawn_latency(async move {
+                        let code = match p.wait_committed(info.last_offset).await {
+                            Ok(()) => codes::NONE,
+                            Err(e) => codes::code_of(&e.into()),
+                        };
+                        let _ = tx.send(code);
+                    });
+                    rx
+                });
+                Staged {
+                    error: codes::NONE,
+                    base_offset: info.base_offset.0,
+                    log_append_time_ms: info.log_append_time_ms,
+                    log_start_offset: info.log_start_offset.0,
+                    committed,
+                }
+            }
+            Err(e) => Staged::failed(codes::code_of(&e.into())),
+        });
+    }
+    out
 }

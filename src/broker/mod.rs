@@ -13,13 +13,18 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use futures::channel::oneshot;
-use shards::partition::Partition;
+use shards::partition::{OpenContext, Partition};
 use shards::table::{PartitionEntry, PartitionTable, TableUpdate};
 use shards::{ShardId, TopicPartition};
 use tracing::{info, warn};
 
 use crate::cluster::ClusterView;
 pub use settings::BrokerSettings;
+
+/// Recent batches kept in memory per shard, so caught-up readers never touch the disk.
+const TAIL_CACHE_BYTES_PER_SHARD: usize = 256 << 20;
+/// Appended but not yet written bytes per shard before producers are held back.
+const IN_FLIGHT_BYTES_PER_SHARD: usize = 64 << 20;
 
 /// Everything one shard owns or caches.
 pub struct ShardState {
@@ -29,6 +34,8 @@ pub struct ShardState {
     pub table: RefCell<PartitionTable>,
     /// Partitions whose home is this shard.
     pub partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
+    /// Storage, clock and memory budgets every partition of this shard opens with.
+    pub open_ctx: OpenContext,
 }
 
 thread_local! {
@@ -101,8 +108,20 @@ pub async fn install_view(view: Arc<ClusterView>) {
 
     let owned = st.table.borrow().owned_by(st.id);
     for tp in owned {
-        if st.partitions.borrow().contains_key(&tp) {
-            continue;
+        let open = st.partitions.borrow().get(&tp).cloned();
+        if let Some(p) = open {
+            // A topic config change (AlterConfigs) takes effect by reopening the log with
+            // the new config: rare, and the log's recovery after a clean close is cheap.
+            let Some((_, _, topic)) = wanted.get(&tp) else {
+                continue;
+            };
+            if *p.log().config() == st.settings.log_config(&topic.configs) {
+                continue;
+            }
+            st.partitions.borrow_mut().remove(&tp);
+            if let Err(e) = p.close().await {
+                warn!(%tp, "closing partition for a config change: {e}");
+            }
         }
         let Some((topic_id, epoch, topic)) = wanted.get(&tp).cloned() else {
             continue;
@@ -122,8 +141,19 @@ pub async fn install_view(view: Arc<ClusterView>) {
         .cloned()
         .collect();
     for tp in gone {
-        if let Some(p) = st.partitions.borrow_mut().remove(&tp) {
-            let _ = p.log().close().await;
+        let removed = st.partitions.borrow_mut().remove(&tp);
+        if let Some(p) = removed {
+            // The topic was deleted (or the partition moved to another shard, which needs
+            // the files: only delete when the topic is gone from the view).
+            let topic_gone = view.topic(&tp.topic).is_none_or(|t| t.id != p.topic_id);
+            let result = if topic_gone {
+                p.delete().await
+            } else {
+                p.close().await
+            };
+            if let Err(e) = result {
+                warn!(%tp, "closing removed partition: {e}");
+            }
         }
     }
 }
@@ -137,9 +167,7 @@ async fn open_partition(
 ) -> crate::error::Result<Rc<Partition>> {
     let dir = st.settings.data_dir.join(tp.dir_name());
     let config = st.settings.log_config(&topic.configs);
-    let flush = config.flush_policy;
-    let log = shards::log::Log::open(dir, topic_id, config).await?;
-    Ok(Partition::new(tp.clone(), topic_id, log, epoch, flush))
+    Ok(Partition::open(tp.clone(), topic_id, dir, config, epoch, &st.open_ctx).await?)
 }
 
 /// Run the broker until SIGINT/SIGTERM. Blocks the calling thread.
@@ -183,6 +211,24 @@ async fn shard_main(
     counter: Arc<crate::server::ConnectionCounter>,
     stop: oneshot::Receiver<()>,
 ) {
+    let storage = match shards::storage::DmaStorage::init(&settings.data_dir).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(
+                "cannot use data directory {}: {e}",
+                settings.data_dir.display()
+            );
+            std::process::exit(1);
+        }
+    };
+    let open_ctx = OpenContext {
+        storage,
+        clock: Rc::new(shards::clock::SystemClock),
+        budgets: shards::log::ShardBudgets::new(
+            TAIL_CACHE_BYTES_PER_SHARD,
+            IN_FLIGHT_BYTES_PER_SHARD,
+        ),
+    };
     let st = Rc::new(ShardState {
         id,
         settings: settings.clone(),
@@ -192,6 +238,7 @@ async fn shard_main(
         })),
         table: RefCell::new(PartitionTable::new(shards::runtime::shard_count())),
         partitions: RefCell::new(HashMap::new()),
+        open_ctx,
     });
     STATE.with(|s| *s.borrow_mut() = Some(st.clone()));
     if id.0 == 0 {
@@ -202,6 +249,7 @@ async fn shard_main(
             std::process::exit(1);
         }
     }
+    shards::runtime::spawn_background(maintenance(settings.clone()));
     let addr: SocketAddr = settings.listen_addr;
     let handler = Rc::new(crate::api::Api::default());
     let stop = async move {
@@ -216,7 +264,7 @@ async fn shard_main(
     // Clean shutdown: close every local partition (flush, checkpoints, clean marker).
     let parts: Vec<_> = st.partitions.borrow_mut().drain().collect();
     for (tp, p) in parts {
-        if let Err(e) = p.log().close().await {
+        if let Err(e) = p.close().await {
             warn!(%tp, "close failed: {e}");
         }
     }
@@ -228,6 +276,40 @@ async fn shard_main(
 
 /// Wait for SIGINT or SIGTERM. Works because `block_shutdown_signals` blocked both before
 /// any shard thread existed, so no other thread consumes them.
+/// How often producer state is snapshotted and expired producers are dropped.
+const PRODUCER_SNAPSHOT_INTERVAL_MS: u64 = 30_000;
+
+/// Background upkeep of this shard's partitions, on the background task queue: retention
+/// every `log.retention.check.interval.ms`, producer-state snapshots and expiry every
+/// 30 s. Runs until the shard stops (the task is dropped with the executor).
+async fn maintenance(settings: Arc<BrokerSettings>) {
+    let retention_every_ms = settings.config.log_retention_check_interval_ms().max(1) as u64;
+    let expiration_ms = settings.config.producer_id_expiration_ms();
+    let tick_ms = retention_every_ms.min(PRODUCER_SNAPSHOT_INTERVAL_MS);
+    let mut since_retention_ms = 0u64;
+    loop {
+        glommio::timer::sleep(std::time::Duration::from_millis(tick_ms)).await;
+        since_retention_ms += tick_ms;
+        let run_retention = since_retention_ms >= retention_every_ms;
+        if run_retention {
+            since_retention_ms = 0;
+        }
+        let partitions: Vec<Rc<Partition>> =
+            state().partitions.borrow().values().cloned().collect();
+        for p in partitions {
+            if run_retention {
+                if let Err(e) = p.log().enforce_retention().await {
+                    warn!(tp = %p.tp, "retention failed: {e}");
+                }
+            }
+            p.expire_producers(expiration_ms);
+            if let Err(e) = p.snapshot_producers().await {
+                warn!(tp = %p.tp, "producer snapshot failed: {e}");
+            }
+        }
+    }
+}
+
 fn wait_for_signal() {
     // SAFETY: sigwait on a properly initialised set of signals blocked in every thread.
     unsafe {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
+use shards::batch::TimestampType;
 use shards::log::{FlushPolicy, LogConfig};
 use shards::NodeId;
 
@@ -102,12 +103,19 @@ impl BrokerSettings {
             },
         };
         LogConfig {
+            segment_bytes: eff.segment_bytes().max(0) as u64,
+            segment_ms: eff.segment_ms(),
+            segment_index_bytes: eff.segment_index_bytes().max(8) as u64,
+            retention_ms: eff.retention_ms(),
+            retention_bytes: eff.retention_bytes(),
+            index_interval_bytes: eff.index_interval_bytes().max(1) as u64,
             flush_policy,
             max_message_bytes: eff.max_message_bytes().max(0) as usize,
-            log_append_time: matches!(
-                eff.message_timestamp_type(),
-                config::TimestampType::LogAppendTime
-            ),
+            message_timestamp_type: match eff.message_timestamp_type() {
+                config::TimestampType::LogAppendTime => TimestampType::LogAppendTime,
+                _ => TimestampType::CreateTime,
+            },
+            ..LogConfig::default()
         }
     }
 }

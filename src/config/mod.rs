@@ -458,6 +458,9 @@ impl BrokerConfig {
     pub fn min_insync_replicas(&self) -> i32 {
         self.int("min.insync.replicas") as i32
     }
+    pub fn log_retention_check_interval_ms(&self) -> i64 {
+        self.int("log.retention.check.interval.ms")
+    }
     pub fn producer_id_expiration_ms(&self) -> i64 {
         self.int("producer.id.expiration.ms")
     }

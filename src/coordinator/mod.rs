@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::channel::oneshot;
-use shards::batch::{BatchBuilder, BatchHeader, Compression};
+use shards::batch::{BatchBuilder, Compression};
 use shards::clock::Clock;
 use shards::partition::Partition;
 use shards::{Offset, ShardId, TopicPartition};
@@ -42,6 +42,8 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 /// Bytes read per step when replaying a partition.
 const REPLAY_READ_BYTES: usize = 1 << 20;
+/// Batches one read chunk may hold (a bound on the split).
+const REPLAY_BATCHES_PER_CHUNK_MAX: usize = 1 << 20;
 /// Decompressed bytes one stored batch may expand to during replay.
 const REPLAY_BATCH_BYTES_MAX: usize = 64 << 20;
 /// Encoded bytes per batch this coordinator writes (below `max.message.bytes`).
@@ -253,32 +255,30 @@ async fn replay(slot: &Slot, partition: &Partition) -> Result<u64> {
     let mut count = 0u64;
     while offset < high_watermark {
         let read = partition.read(offset, REPLAY_READ_BYTES).await?;
-        if read.batches.is_empty() {
+        if read.chunks.is_empty() || read.next_offset <= offset {
             break;
         }
-        for batch in read.batches {
-            let header = BatchHeader::parse(&batch)?;
-            let next = Offset(header.last_offset() + 1);
-            if header.is_control() || next <= offset {
-                offset = offset.max(next);
-                continue;
-            }
-            for r in shards::batch::records(&batch, REPLAY_BATCH_BYTES_MAX)? {
-                let record_offset = header.base_offset + r.offset_delta as i64;
-                if record_offset < offset.0 {
+        for chunk in &read.chunks {
+            // A chunk is a run of whole stored batches.
+            for (header, batch) in shards::batch::split_batches(chunk, REPLAY_BATCHES_PER_CHUNK_MAX)? {
+                let next = Offset(header.last_offset() + 1);
+                if header.is_control() || next <= offset {
                     continue;
                 }
-                count += 1;
-                let Some(key) = r.key else { continue };
-                if let Err(e) = apply_record(slot, key, r.value, record_offset, now, &config) {
-                    warn!(
-                        partition = slot.index,
-                        record_offset, "skipping record: {e}"
-                    );
+                for r in shards::batch::records(&batch, REPLAY_BATCH_BYTES_MAX)? {
+                    let record_offset = header.base_offset + r.offset_delta as i64;
+                    if record_offset < offset.0 {
+                        continue;
+                    }
+                    count += 1;
+                    let Some(key) = r.key else { continue };
+                    if let Err(e) = apply_record(slot, key, r.value, record_offset, now, &config) {
+                        warn!(partition = slot.index, record_offset, "skipping record: {e}");
+                    }
                 }
             }
-            offset = next;
         }
+        offset = read.next_offset;
     }
     Ok(count)
 }
@@ -374,7 +374,7 @@ fn append_records(index: i32, recs: &[(Bytes, Option<Bytes>)]) -> Result<(Vec<i6
             end += 1;
         }
         let batch = BytesMut::from(&builder.build()[..]);
-        let info = partition.append(batch, now)?;
+        let info = partition.append(batch)?;
         assert_eq!(
             info.last_offset.0 - info.base_offset.0,
             (end - start) as i64 - 1,

@@ -10,7 +10,10 @@ use perf::runner::{check_pid, run_once, Driver, RunOptions, RunResult, Target};
 use perf::{plot, workload};
 
 #[derive(Parser, Debug)]
-#[command(name = "riptide-perf", about = "Kafka-protocol broker benchmark harness")]
+#[command(
+    name = "riptide-perf",
+    about = "Kafka-protocol broker benchmark harness"
+)]
 struct Args {
     /// Workload file (perf/workloads/*.toml).
     #[arg(long, short)]
@@ -46,6 +49,9 @@ struct Args {
     verify_crc: bool,
     #[arg(long)]
     no_progress: bool,
+    /// Shell command run after a backlog fill, before consuming (e.g. drop the page cache).
+    #[arg(long)]
+    before_consume: Option<String>,
     /// Seconds to pause between runs (lets the brokers settle).
     #[arg(long, default_value_t = 1)]
     pause_s: u64,
@@ -78,8 +84,14 @@ fn targets(args: &Args) -> Result<Vec<Target>> {
 }
 
 /// The run whose `key` is the median among `runs` (for plotting a representative curve).
-fn median_run<'a>(runs: &[&'a RunResult], key: impl Fn(&RunResult) -> Option<u64>) -> Option<&'a RunResult> {
-    let mut with: Vec<(&RunResult, u64)> = runs.iter().filter_map(|r| key(r).map(|k| (*r, k))).collect();
+fn median_run<'a>(
+    runs: &[&'a RunResult],
+    key: impl Fn(&RunResult) -> Option<u64>,
+) -> Option<&'a RunResult> {
+    let mut with: Vec<(&RunResult, u64)> = runs
+        .iter()
+        .filter_map(|r| key(r).map(|k| (*r, k)))
+        .collect();
     with.sort_by_key(|x| x.1);
     with.get(with.len() / 2).map(|x| x.0)
 }
@@ -94,32 +106,63 @@ fn write_outputs(args: &Args, s: &Summary) -> Result<String> {
     for t in &s.targets {
         let mine: Vec<&RunResult> = s.runs.iter().filter(|r| r.target == t.name).collect();
         if let Some(r) = median_run(&mine, |r| r.publish_latency.as_ref().map(|p| p.p99_us)) {
-            series_data.push((format!("{} publish", t.name), r.publish_latency.clone().unwrap()));
+            series_data.push((
+                format!("{} publish", t.name),
+                r.publish_latency.clone().unwrap(),
+            ));
         }
         if let Some(r) = median_run(&mine, |r| r.e2e_latency.as_ref().map(|p| p.p99_us)) {
-            series_data.push((format!("{} end-to-end", t.name), r.e2e_latency.clone().unwrap()));
+            series_data.push((
+                format!("{} end-to-end", t.name),
+                r.e2e_latency.clone().unwrap(),
+            ));
         }
     }
     if !series_data.is_empty() {
         let svg = args.out_dir.join(format!("{stem}-latency.svg"));
-        let series: Vec<(String, &perf::stats::Percentiles)> = series_data.iter().map(|(l, p)| (l.clone(), p)).collect();
-        plot::percentile_svg(&svg, &format!("{} latency by percentile ({})", s.workload, s.driver), &series)?;
-        md.push_str(&format!("\n![latency percentiles]({})\n", svg.file_name().unwrap().to_string_lossy()));
+        let series: Vec<(String, &perf::stats::Percentiles)> =
+            series_data.iter().map(|(l, p)| (l.clone(), p)).collect();
+        plot::percentile_svg(
+            &svg,
+            &format!("{} latency by percentile ({})", s.workload, s.driver),
+            &series,
+        )?;
+        md.push_str(&format!(
+            "\n![latency percentiles]({})\n",
+            svg.file_name().unwrap().to_string_lossy()
+        ));
     }
     let timeline: Vec<(String, Vec<(f64, f64)>)> = s
         .targets
         .iter()
         .filter_map(|t| {
             let r = s.runs.iter().find(|r| r.target == t.name)?;
-            let pts: Vec<(f64, f64)> =
-                r.timeline.iter().filter_map(|k| k.e2e_p99_us.or(k.publish_p99_us).map(|us| (k.t_s, us as f64 / 1000.0))).collect();
+            let pts: Vec<(f64, f64)> = r
+                .timeline
+                .iter()
+                .filter_map(|k| {
+                    k.e2e_p99_us
+                        .or(k.publish_p99_us)
+                        .map(|us| (k.t_s, us as f64 / 1000.0))
+                })
+                .collect();
             (pts.len() >= 10).then(|| (t.name.clone(), pts))
         })
         .collect();
     if !timeline.is_empty() {
         let svg = args.out_dir.join(format!("{stem}-timeline.svg"));
-        plot::timeline_svg(&svg, &format!("{}: p99 per second (e2e, else publish), first run", s.workload), &timeline)?;
-        md.push_str(&format!("\n![p99 over time]({})\n", svg.file_name().unwrap().to_string_lossy()));
+        plot::timeline_svg(
+            &svg,
+            &format!(
+                "{}: p99 per second (e2e, else publish), first run",
+                s.workload
+            ),
+            &timeline,
+        )?;
+        md.push_str(&format!(
+            "\n![p99 over time]({})\n",
+            svg.file_name().unwrap().to_string_lossy()
+        ));
     }
     std::fs::write(args.out_dir.join(format!("{stem}.md")), &md)?;
     Ok(md)
@@ -132,11 +175,18 @@ fn main() -> Result<()> {
     if args.runs == 0 || args.runs > 100 {
         bail!("--runs must lie in 1..=100");
     }
-    let opts = RunOptions { driver: args.driver, pin: args.pin.clone(), verify_crc: args.verify_crc, progress: !args.no_progress };
+    let opts = RunOptions {
+        driver: args.driver,
+        pin: args.pin.clone(),
+        verify_crc: args.verify_crc,
+        progress: !args.no_progress,
+        before_consume: args.before_consume.clone(),
+    };
     let mut results = Vec::new();
     for run in 0..args.runs {
         for t in &targets {
-            let r = run_once(&w, t, &opts, run).with_context(|| format!("{} run {run} on {}", w.name, t.name))?;
+            let r = run_once(&w, t, &opts, run)
+                .with_context(|| format!("{} run {run} on {}", w.name, t.name))?;
             eprintln!(
                 "  {} #{run}: produce {:.0} msg/s {:.1} MiB/s, consume {:.0} msg/s, publish p99 {}, e2e p99 {}, broker cpu {} s/GiB, produced {} consumed {} errors {}",
                 t.name,

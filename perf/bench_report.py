@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Writes the results section of BENCHMARKS.md from one scripts/bench.sh run.
+
+Usage: bench_report.py <out-dir> <BENCHMARKS.md> <plots-dir> <mode> <runs>
+
+Reads <out-dir>/{iperf3,fio-*}.json (the same-run ceilings) and <out-dir>/<row>/ (the
+riptide-perf summary JSON, markdown, SVGs, and the exact command), copies the SVGs into
+<plots-dir>, and replaces everything between the markers below in BENCHMARKS.md.
+"""
+import glob
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+
+BEGIN = "<!-- bench:results:begin -->"
+END = "<!-- bench:results:end -->"
+GIB = 1024 ** 3
+MIB = 1024 ** 2
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def ceilings(out):
+    c = {}
+    ip = load(os.path.join(out, "iperf3.json"))
+    if ip and "end" in ip:
+        c["loopback"] = ip["end"]["sum_received"]["bits_per_second"] / 8
+    for kind in ("write", "read"):
+        f = load(os.path.join(out, f"fio-{kind}.json"))
+        if f:
+            c[f"disk_{kind}"] = f["jobs"][0][kind]["bw_bytes"]
+    f = load(os.path.join(out, "fio-fdatasync.json"))
+    if f:
+        sync = f["jobs"][0].get("sync", {})
+        pct = sync.get("lat_ns", {}).get("percentile", {})
+        if pct:
+            c["fdatasync_p99_ms"] = pct.get("99.000000", 0) / 1e6
+            c["fdatasync_p999_ms"] = pct.get("99.900000", 0) / 1e6
+    try:
+        c["fio_engine"] = open(os.path.join(out, "fio-engine.txt")).read().strip()
+    except OSError:
+        c["fio_engine"] = "?"
+    return c
+
+
+def machine():
+    model = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        mem = next(l for l in open("/proc/meminfo") if l.startswith("MemTotal")).split()[1]
+        mem_gib = int(mem) / 1024 / 1024
+    except (OSError, StopIteration):
+        mem_gib = 0
+    return f"{model}, {os.cpu_count()} vCPU, {mem_gib:.0f} GiB RAM, Linux {platform.release()}"
+
+
+def git_commit():
+    try:
+        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
+def row_key(name):
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+
+
+def metric(summary, target, key):
+    for t in summary["targets"]:
+        if t["name"] == target and key in t["metrics"]:
+            return t["metrics"][key]["median"]
+    return None
+
+
+def fmt(v, digits=1):
+    return "–" if v is None else f"{v:,.{digits}f}"
+
+
+def headline(row, summary, c):
+    """(what, riptide value, ceiling, fraction, cpu/GiB, peer value, ratio) for one row."""
+    rid = row
+    if rid.startswith("3") or rid.startswith("5"):
+        key = "e2e p99 (ms)"
+        ceiling = c.get("fdatasync_p99_ms") if "always" in rid or rid.startswith("5") else None
+        what = "e2e p99 ms"
+    elif rid.startswith("2"):
+        key = "consume (MiB/s)"
+        ceiling = c.get("disk_read") if rid == "2c" else c.get("loopback")
+        ceiling = ceiling / MIB if ceiling else None
+        what = "consume MiB/s"
+    else:
+        key = "produce (MiB/s)"
+        lim = [v for v in (c.get("loopback"), c.get("disk_write")) if v]
+        ceiling = min(lim) / MIB if lim else None
+        what = "produce MiB/s"
+    rip = metric(summary, "riptide", key)
+    peer = metric(summary, "tansu", key)
+    cpu = metric(summary, "riptide", "broker CPU (core-s/GiB)")
+    peer_cpu = metric(summary, "tansu", "broker CPU (core-s/GiB)")
+    if what.endswith("ms"):
+        frac = None
+    else:
+        frac = rip / ceiling if rip is not None and ceiling else None
+    ratio = rip / peer if rip is not None and peer else None
+    return what, rip, ceiling, frac, cpu, peer, peer_cpu, ratio
+
+
+def main():
+    out, bench_md, plots, mode, runs = sys.argv[1:6]
+    os.makedirs(plots, exist_ok=True)
+    c = ceilings(out)
+    stamp = os.path.basename(os.path.normpath(out))
+    lines = [BEGIN, "", f"## Results ({stamp}, mode {mode}, {runs} runs per target)", ""]
+    lines.append(f"Machine: {machine()}. Commit `{git_commit()}`. Client and brokers share the machine; "
+                 "figures are medians with min–max over alternating runs (Riptide, Tansu, Riptide, …). "
+                 "MiB are payload bytes (key + value). Broker CPU is user + system time of the broker "
+                 "process over the measured window, from /proc.")
+    lines += ["", "### Same-run ceilings", "", "| ceiling | value |", "|---|---:|"]
+    if "loopback" in c:
+        lines.append(f"| loopback TCP, `iperf3 -l 1M` | {c['loopback'] / GIB:.2f} GiB/s |")
+    if "disk_write" in c:
+        lines.append(f"| disk write, fio O_DIRECT {c['fio_engine']} 128 KiB iodepth 8 | {c['disk_write'] / GIB:.2f} GiB/s |")
+    if "disk_read" in c:
+        lines.append(f"| disk read, fio O_DIRECT {c['fio_engine']} 128 KiB iodepth 8 | {c['disk_read'] / GIB:.2f} GiB/s |")
+    if "fdatasync_p99_ms" in c:
+        lines.append(f"| fio 16 KiB write + fdatasync, p99 / p99.9 | {c['fdatasync_p99_ms']:.2f} / {c['fdatasync_p999_ms']:.2f} ms |")
+    lines += ["", "Commands: `iperf3 -s` + `iperf3 -c 127.0.0.1 -l 1M -t T -J`; "
+              "`fio --rw=write|read --bs=128k --iodepth=8 --ioengine=io_uring --direct=1 --size=2G --time_based`; "
+              "`fio --rw=write --bs=16k --ioengine=sync --fdatasync=1`.", ""]
+    rows = sorted((d for d in os.listdir(out) if os.path.isdir(os.path.join(out, d))), key=row_key)
+    table = ["### Summary", "",
+             "| row | metric | Riptide | ceiling | Riptide / ceiling | Riptide CPU core-s/GiB | Tansu | Tansu CPU core-s/GiB | Riptide / Tansu |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    details = []
+    for row in rows:
+        d = os.path.join(out, row)
+        title = open(os.path.join(d, "title.txt")).read().strip() if os.path.exists(os.path.join(d, "title.txt")) else row
+        command = open(os.path.join(d, "command.txt")).read().strip() if os.path.exists(os.path.join(d, "command.txt")) else "?"
+        jsons = [j for j in glob.glob(os.path.join(d, "*.json"))]
+        summary = load(jsons[0]) if jsons else None
+        details += [f"### Row {row}: {title}", "", "```", command, "```", ""]
+        if not summary:
+            details += ["No result: the run failed. Last lines of its log:", "", "```"]
+            try:
+                details += open(os.path.join(d, "stderr.log")).read().strip().splitlines()[-8:]
+            except OSError:
+                pass
+            details += ["```", ""]
+            table.append(f"| {row} | failed | – | – | – | – | – | – | – |")
+            continue
+        what, rip, ceiling, frac, cpu, peer, peer_cpu, ratio = headline(row, summary, c)
+        table.append(f"| {row} | {what} | {fmt(rip, 2)} | {fmt(ceiling, 2)} | {fmt(frac and frac * 100, 1)}{'%' if frac else ''} "
+                     f"| {fmt(cpu, 2)} | {fmt(peer, 2)} | {fmt(peer_cpu, 2)} | {fmt(ratio, 2)}{'×' if ratio else ''} |")
+        md_path = next(iter(glob.glob(os.path.join(d, "*.md"))), None)
+        md = open(md_path).read() if md_path else ""
+        for svg in glob.glob(os.path.join(d, "*.svg")):
+            name = f"{stamp}-{row}-{os.path.basename(svg)}"
+            shutil.copy(svg, os.path.join(plots, name))
+            rel = os.path.relpath(os.path.join(plots, name), os.path.dirname(os.path.abspath(bench_md)))
+            md = md.replace(f"]({os.path.basename(svg)})", f"]({rel})")
+        details += [md.strip(), ""]
+    lines += table + ["", "Ceiling for produce: min(loopback, disk write); consume: loopback (2c: disk read); "
+                      "latency rows compare e2e p99 with the fdatasync p99 (flush.policy=always).", ""]
+    lines += details + [END]
+    section = "\n".join(lines) + "\n"
+    if os.path.exists(bench_md):
+        text = open(bench_md).read()
+    else:
+        text = "# Benchmarks\n\nProduced by `scripts/bench.sh` (see perf/README.md).\n\n"
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + section.rstrip("\n") + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    with open(bench_md, "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()

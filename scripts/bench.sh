@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# The standard benchmark suite of issue 4, in one command:
+#   builds release binaries, starts a fresh Riptide and the peer (Tansu 0.6.0, in-memory),
+#   records the same-run physical ceilings (iperf3 loopback, fio O_DIRECT, fio fdatasync),
+#   runs every suite row with `riptide-perf --compare riptide,tansu` (alternating runs),
+#   and rewrites the results section of BENCHMARKS.md between its markers.
+#
+# Usage: scripts/bench.sh                # full suite (long: ~1-2 hours on 2 cores)
+#        MODE=quick scripts/bench.sh     # seconds per run, for checking the pipeline
+# Knobs (environment):
+#   ROWS="1 2 3 4 5"    suite rows to run          RUNS=5      runs per target (quick: 2)
+#   PEER=tansu|none     the side-by-side peer      SKIP_RIPTIDE=1  peer only (no Riptide yet)
+#   RIPTIDE_CMD         how to start Riptide; $RIPTIDE_PORT, $DATA_DIR and $FLUSH_POLICY are
+#                       expanded when it runs (default below)
+#   MAX_RATE            msg/s used as "max" by rows 3 and 5 (default: measured in row 1)
+#   OUT                 raw results directory      BENCH_MD    file to rewrite
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+MODE=${MODE:-full}
+ROWS=${ROWS:-"1 2 3 4 5"}
+PEER=${PEER:-tansu}
+SKIP_RIPTIDE=${SKIP_RIPTIDE:-0}
+RIPTIDE_PORT=${RIPTIDE_PORT:-29092}
+PEER_PORT=${PEER_PORT:-29192}
+IPERF_PORT=${IPERF_PORT:-29201}
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=${OUT:-$ROOT/bench-results/$STAMP}
+BENCH_MD=${BENCH_MD:-$ROOT/BENCHMARKS.md}
+PLOTS_DIR=${PLOTS_DIR:-$ROOT/benchmarks/plots}
+SCRATCH=${SCRATCH:-$(mktemp -d /tmp/riptide-bench.XXXXXX)}
+DATA_DIR="$SCRATCH/riptide-data"
+# shellcheck disable=SC2016  # expanded later, on purpose
+RIPTIDE_CMD=${RIPTIDE_CMD:-'target/release/riptide broker --data-dir $DATA_DIR --listeners PLAINTEXT://127.0.0.1:$RIPTIDE_PORT --set log.flush.policy=$FLUSH_POLICY'}
+PERF=target/release/riptide-perf
+
+if [[ $MODE == quick ]]; then
+    RUNS=${RUNS:-2}
+    RUNS_E2E=${RUNS_E2E:-1}
+    CEILING_S=3
+    SHORT=(--set warmup_s=1 --set duration_s=4 --set produce_bytes_min=0)
+    BACKLOG=(--set consume_backlog_bytes=268435456)
+    E2E_SHORT=(--set warmup_s=1 --set duration_s=5)
+    MIXED_SHORT=(--set warmup_s=2 --set duration_s=15)
+else
+    RUNS=${RUNS:-5}
+    RUNS_E2E=${RUNS_E2E:-3}
+    CEILING_S=10
+    SHORT=()
+    BACKLOG=()
+    E2E_SHORT=()
+    MIXED_SHORT=()
+fi
+
+mkdir -p "$OUT" "$PLOTS_DIR"
+log() { echo "[bench $(date -u +%H:%M:%S)] $*" >&2; }
+
+wait_port() {
+    for _ in $(seq 1 300); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+RIPTIDE_PID=""
+PEER_PIDFILE="$SCRATCH/peer.pid"
+
+start_riptide() {  # $1 = flush policy
+    [[ $SKIP_RIPTIDE == 1 ]] && return 0
+    stop_riptide
+    rm -rf "$DATA_DIR" && mkdir -p "$DATA_DIR"
+    local FLUSH_POLICY=$1 cmd
+    cmd=$(RIPTIDE_PORT=$RIPTIDE_PORT DATA_DIR=$DATA_DIR FLUSH_POLICY=$FLUSH_POLICY envsubst_simple "$RIPTIDE_CMD")
+    log "starting riptide: $cmd"
+    # shellcheck disable=SC2086
+    $cmd >"$OUT/riptide-$FLUSH_POLICY.log" 2>&1 &
+    RIPTIDE_PID=$!
+    if ! wait_port "$RIPTIDE_PORT"; then
+        log "riptide did not open port $RIPTIDE_PORT (see $OUT/riptide-$FLUSH_POLICY.log); continuing with the peer only"
+        kill "$RIPTIDE_PID" 2>/dev/null || true
+        RIPTIDE_PID=""
+        return 1
+    fi
+}
+
+stop_riptide() {
+    if [[ -n $RIPTIDE_PID ]]; then
+        kill "$RIPTIDE_PID" 2>/dev/null || true
+        wait "$RIPTIDE_PID" 2>/dev/null || true
+        RIPTIDE_PID=""
+    fi
+}
+
+start_peer() {
+    [[ $PEER == none ]] && return 0
+    stop_peer
+    scripts/peer-tansu.sh start "$PEER_PORT" "$PEER_PIDFILE" "$OUT/tansu.log" >/dev/null
+}
+
+stop_peer() { [[ -f $PEER_PIDFILE ]] && scripts/peer-tansu.sh stop "$PEER_PIDFILE"; return 0; }
+
+cleanup() {
+    stop_riptide
+    stop_peer
+    rm -rf "$SCRATCH"
+}
+trap cleanup EXIT
+
+# Expands $RIPTIDE_PORT, $DATA_DIR and $FLUSH_POLICY in a command template (no eval).
+envsubst_simple() {
+    local s=$1
+    s=${s//\$RIPTIDE_PORT/$RIPTIDE_PORT}
+    s=${s//\$DATA_DIR/$DATA_DIR}
+    s=${s//\$FLUSH_POLICY/$FLUSH_POLICY}
+    echo "$s"
+}
+
+# Fresh brokers for every row: Tansu keeps everything in memory, Riptide gets an empty dir.
+fresh_brokers() {  # $1 = flush policy
+    start_riptide "$1" || true
+    start_peer
+}
+
+compare_args() {
+    local addrs=() names=()
+    if [[ -n $RIPTIDE_PID ]]; then addrs+=("127.0.0.1:$RIPTIDE_PORT"); names+=(riptide); fi
+    if [[ $PEER != none ]]; then addrs+=("127.0.0.1:$PEER_PORT"); names+=(tansu); fi
+    if [[ ${#addrs[@]} -eq 0 ]]; then log "no broker to measure"; exit 1; fi
+    local IFS=,
+    if [[ ${#addrs[@]} -eq 1 ]]; then
+        echo "--bootstrap ${addrs[*]} --names ${names[*]}"
+    else
+        echo "--compare ${addrs[*]} --names ${names[*]}"
+    fi
+}
+
+# run_row <row-id> <title> <workload> <driver> <runs> [riptide-perf args...]
+run_row() {
+    local id=$1 title=$2 workload=$3 driver=$4 runs=$5
+    shift 5
+    local dir="$OUT/$id"
+    mkdir -p "$dir"
+    local cmd
+    # shellcheck disable=SC2207  # compare_args is space-separated words without spaces
+    cmd=("$PERF" --workload "perf/workloads/$workload.toml" $(compare_args) --driver "$driver" --runs "$runs"
+        --no-progress --out-dir "$dir" "$@")
+    log "row $id: $title"
+    printf '%q ' "${cmd[@]}" | sed 's/ $//' >"$dir/command.txt"
+    echo "$title" >"$dir/title.txt"
+    if ! "${cmd[@]}" >"$dir/stdout.md" 2>"$dir/stderr.log"; then
+        log "row $id failed (see $dir/stderr.log)"
+        tail -5 "$dir/stderr.log" >&2
+    fi
+}
+
+# --- build ------------------------------------------------------------------------------
+log "building release binaries"
+if [[ $SKIP_RIPTIDE == 1 ]]; then
+    cargo build --release -p perf --features rdkafka --bin riptide-perf
+else
+    cargo build --release -p perf --features rdkafka --bin riptide-perf
+    cargo build --release --bin riptide
+fi
+[[ $PEER == tansu ]] && scripts/peer-tansu.sh install
+
+# --- ceilings ---------------------------------------------------------------------------
+ceilings() {
+    log "ceilings: iperf3 loopback (-l 1M), fio O_DIRECT 128 KiB iodepth 8, fio 16 KiB fdatasync"
+    iperf3 -s -1 -p "$IPERF_PORT" >/dev/null 2>&1 &
+    local srv=$!
+    sleep 0.5
+    iperf3 -c 127.0.0.1 -p "$IPERF_PORT" -l 1M -t "$CEILING_S" -J >"$OUT/iperf3.json" || true
+    wait "$srv" 2>/dev/null || true
+    local f="$SCRATCH/fio.dat" engine=io_uring
+    mkdir -p "$SCRATCH"
+    if ! fio --name=probe --filename="$f" --size=16M --rw=write --bs=128k --ioengine=io_uring --direct=1 \
+        --output-format=json >/dev/null 2>&1; then
+        engine=libaio
+        log "fio: io_uring unavailable here, using libaio"
+    fi
+    echo "$engine" >"$OUT/fio-engine.txt"
+    local common=(--filename="$f" --size=2G --bs=128k --iodepth=8 --ioengine=$engine --direct=1
+        --runtime="$CEILING_S" --time_based --output-format=json)
+    fio --name=write "${common[@]}" --rw=write >"$OUT/fio-write.json"
+    fio --name=read "${common[@]}" --rw=read >"$OUT/fio-read.json"
+    fio --name=fdatasync --filename="$f" --size=256M --bs=16k --rw=write --ioengine=sync --fdatasync=1 \
+        --runtime="$CEILING_S" --time_based --output-format=json >"$OUT/fio-fdatasync.json"
+    rm -f "$f"
+}
+ceilings
+
+# --- suite ------------------------------------------------------------------------------
+max_rate() {  # median produce msg/s of the first target in row 1b, or $MAX_RATE
+    if [[ -n ${MAX_RATE:-} ]]; then echo "$MAX_RATE"; return; fi
+    python3 - "$OUT/1b/produce-1k-3p-native.json" <<'PY' 2>/dev/null || echo 20000
+import json, sys
+s = json.load(open(sys.argv[1]))
+print(int(s["targets"][0]["metrics"]["produce (msg/s)"]["median"]))
+PY
+}
+
+for row in $ROWS; do
+    case $row in
+    1)
+        fresh_brokers always
+        run_row 1a "Produce 1 KiB, 3 partitions, acks=1 (native)" produce-1k-3p native "$RUNS" --set acks=1 "${SHORT[@]}"
+        run_row 1b "Produce 1 KiB, 3 partitions, acks=all (native)" produce-1k-3p native "$RUNS" --set acks=all "${SHORT[@]}"
+        fresh_brokers always
+        run_row 1c "Produce 1 KiB, 3 partitions, acks=1 (librdkafka)" produce-1k-3p rdkafka "$RUNS" --set acks=1 "${SHORT[@]}"
+        run_row 1d "Produce 1 KiB, 3 partitions, acks=all (librdkafka)" produce-1k-3p rdkafka "$RUNS" --set acks=all "${SHORT[@]}"
+        ;;
+    2)
+        fresh_brokers always
+        run_row 2a "Consume from the beginning, tail cache (librdkafka)" consume-backlog-1k-3p rdkafka "$RUNS" "${BACKLOG[@]}"
+        run_row 2b "Consume from the beginning, tail cache (native)" consume-backlog-1k-3p native "$RUNS" "${BACKLOG[@]}"
+        fresh_brokers always
+        # Cold: the kernel page cache is dropped between fill and read. Riptide reads with
+        # O_DIRECT, so what this shows for it is its own cache; Tansu is memory-only.
+        run_row 2c "Consume from the beginning, page cache dropped (native)" consume-backlog-1k-3p native "$RUNS" \
+            "${BACKLOG[@]}" --before-consume "sync; echo 3 > /proc/sys/vm/drop_caches || true"
+        ;;
+    3)
+        max=$(max_rate)
+        half=$((max / 2))
+        for policy in always none; do
+            fresh_brokers "$policy"
+            for rate in 5000 50000 "$half"; do
+                run_row "3-$policy-$rate" "E2E latency at $rate msg/s, acks=all, linger 0, flush.policy=$policy (native)" \
+                    e2e-5k native "$RUNS_E2E" --set producer_rate_msgs_per_s="$rate" "${E2E_SHORT[@]}"
+            done
+            run_row "3-$policy-5000-rdkafka" "E2E latency at 5000 msg/s, acks=all, linger 0, flush.policy=$policy (librdkafka)" \
+                e2e-5k rdkafka "$RUNS_E2E" "${E2E_SHORT[@]}"
+        done
+        ;;
+    4)
+        fresh_brokers always
+        run_row 4 "1,000 partitions, 10,000 keys, acks=1 (native)" many-partitions-1000 native "$RUNS_E2E" "${SHORT[@]}"
+        ;;
+    5)
+        max=$(max_rate)
+        fresh_brokers always
+        run_row 5 "Mixed produce+consume at 50% of max ($((max / 2)) msg/s), acks=all (native)" mixed-50pct native 1 \
+            --set producer_rate_msgs_per_s=$((max / 2)) "${MIXED_SHORT[@]}"
+        ;;
+    *) log "unknown row $row" ;;
+    esac
+done
+stop_riptide
+stop_peer
+
+# --- BENCHMARKS.md ----------------------------------------------------------------------
+log "writing $BENCH_MD"
+python3 perf/bench_report.py "$OUT" "$BENCH_MD" "$PLOTS_DIR" "$MODE" "$RUNS"
+log "done: raw results in $OUT"

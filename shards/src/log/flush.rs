@@ -1,0 +1,458 @@
+//! The flusher: one task per log that turns the in-memory tail into file writes and
+//! fdatasyncs (group commit), creates and seals segments, and writes the checkpoints the
+//! durable data depends on before declaring it durable.
+
+use std::rc::{Rc, Weak};
+
+use std::collections::VecDeque;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+
+use super::checkpoint::{self, RECOVERY_POINT_CHECKPOINT};
+use super::recovery::write_index_files;
+use super::{segment_file_name, FlushPolicy, Log};
+use crate::storage::{self, align_down, align_up, Storage, StorageFile, BLOCK_BYTES};
+use crate::types::Offset;
+use crate::Result;
+
+pub fn spawn_flusher<S: Storage>(log: &Rc<Log<S>>) {
+    let weak = Rc::downgrade(log);
+    let shared = log.shared.clone();
+    glommio::spawn_local(async move {
+        loop {
+            let seen = shared.work.generation();
+            if shared.stop.get() {
+                break;
+            }
+            let Some(log) = Weak::upgrade(&weak) else {
+                break;
+            };
+            let wait_ms = match log.flush_wait() {
+                FlushWait::Now => {
+                    let guard = log.io_lock.lock().await;
+                    let r = log.flush_step().await;
+                    drop(guard);
+                    if let Err(e) = r {
+                        log.fail(e.to_string());
+                        break;
+                    }
+                    drop(log);
+                    // Let a waiting truncation or reader take the lock between steps.
+                    futures_lite::future::yield_now().await;
+                    continue;
+                }
+                FlushWait::Idle => None,
+                FlushWait::Timer(ms) => Some(ms),
+                FlushWait::Stop => break,
+            };
+            drop(log);
+            match wait_ms {
+                None => shared.work.wait(seen).await,
+                Some(ms) => {
+                    let sleep =
+                        glommio::timer::sleep(std::time::Duration::from_millis(ms.max(1) as u64));
+                    futures_lite::future::or(shared.work.wait(seen), sleep).await
+                }
+            }
+        }
+    })
+    .detach();
+}
+
+/// Bytes one flusher step writes at most into one segment.
+const STEP_BYTES_MAX: u64 = 64 << 20;
+
+/// One submitted write, completed in submission order.
+struct Chunk {
+    id: u64,
+    end_pos: u64,
+    /// New data bytes (excluding the rewritten partial block) for in-flight accounting.
+    data_bytes: usize,
+    last_next: Option<i64>,
+    /// The partial last block, if this chunk ends inside a block.
+    tail: Option<Vec<u8>>,
+    done: bool,
+}
+
+pub enum FlushWait {
+    Now,
+    Idle,
+    /// Only an interval fsync is due, in this many milliseconds.
+    Timer(i64),
+    Stop,
+}
+
+impl<S: Storage> Log<S> {
+    /// Decides whether the flusher has work now.
+    pub(super) fn flush_wait(&self) -> FlushWait {
+        let inner = self.inner.borrow();
+        if inner.failed.is_some() || inner.closed {
+            return FlushWait::Stop;
+        }
+        if inner.segments.values().any(|s| s.needs_flush_work())
+            || inner.epochs_dirty
+            || inner.recovery_point_dirty
+        {
+            return FlushWait::Now;
+        }
+        if inner.written_offset <= inner.synced_offset {
+            return FlushWait::Idle;
+        }
+        match self.config.flush_policy {
+            FlushPolicy::Always => FlushWait::Now,
+            FlushPolicy::None => FlushWait::Idle,
+            FlushPolicy::Interval {
+                flush_ms,
+                flush_messages,
+            } => {
+                if inner.messages_since_sync >= flush_messages {
+                    return FlushWait::Now;
+                }
+                let due_in = inner.last_sync_ms.saturating_add(flush_ms) - self.clock.now_ms();
+                if due_in <= 0 {
+                    FlushWait::Now
+                } else {
+                    FlushWait::Timer(due_in)
+                }
+            }
+        }
+    }
+
+    /// One round of the flusher; the caller holds `io_lock`. Writes every pending batch of
+    /// every segment in order (creating and sealing segments on the way), then syncs the
+    /// active segment if the policy asks, writing dirty checkpoints first.
+    pub(super) async fn flush_step(&self) -> Result<()> {
+        loop {
+            let job = {
+                let inner = self.inner.borrow();
+                inner
+                    .segments
+                    .values()
+                    .find(|s| s.needs_flush_work())
+                    .map(|s| s.base)
+            };
+            let Some(base) = job else { break };
+            self.process_segment(base).await?;
+        }
+        self.sync_by_policy(false).await
+    }
+
+    /// Writes and syncs everything (truncation, close): afterwards disk == memory.
+    pub(super) async fn flush_all_locked(&self) -> Result<()> {
+        self.flush_step().await?;
+        self.sync_by_policy(true).await
+    }
+
+    async fn process_segment(&self, base: i64) -> Result<()> {
+        let created = self
+            .inner
+            .borrow()
+            .segments
+            .get(&base)
+            .is_none_or(|s| s.created);
+        if !created {
+            let path = self.dir.join(segment_file_name(base, "log"));
+            let file = self.storage.open(&path, true).await?;
+            let step = self.config.preallocate_step_min_bytes;
+            file.preallocate(step).await?;
+            // The new name must be durable before any data in it is declared durable.
+            self.storage.sync_dir(&self.dir).await?;
+            let mut inner = self.inner.borrow_mut();
+            let seg = inner
+                .segments
+                .get_mut(&base)
+                .expect("segment vanished under the io lock");
+            seg.created = true;
+            seg.preallocated = step;
+            seg.file = Some(Rc::new(file));
+        }
+        let has_pending = self
+            .inner
+            .borrow()
+            .segments
+            .get(&base)
+            .is_some_and(|s| !s.pending.is_empty());
+        if has_pending {
+            // One pipeline run per step: what arrives later joins the next step (and, under
+            // `always`, the next fdatasync).
+            self.write_pending(base).await?;
+        }
+        let seal = self
+            .inner
+            .borrow()
+            .segments
+            .get(&base)
+            .is_some_and(|s| s.sealed && !s.finalized);
+        if seal {
+            self.finalize_segment(base).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the pending batches of one segment as a pipeline: block-aligned chunks of
+    /// `write_chunk_bytes`, up to `writes_in_flight_max` in flight, each completion
+    /// releasing in-flight budget at once. A chunk ending in a partial block is written only
+    /// when no more data is at hand, and nothing is submitted while it is in flight (the
+    /// next write rewrites that block; two writes of one block must not race). Under
+    /// `always` the step ends at the size seen when it started, so an fdatasync follows
+    /// promptly; otherwise it follows the data as it arrives.
+    async fn write_pending(&self, base: i64) -> Result<()> {
+        let always = self.config.flush_policy == FlushPolicy::Always;
+        let chunk_bytes = self.config.write_chunk_bytes;
+        let (file, target_end, mut submitted) = {
+            let inner = self.inner.borrow();
+            let seg = inner.segments.get(&base).expect("segment");
+            (
+                seg.file.clone().expect("created segment has a file"),
+                seg.size,
+                seg.written,
+            )
+        };
+        let first_submitted = submitted;
+        let mut front_taken = 0usize; // bytes of the front pending batch already copied
+        let mut inflight = FuturesUnordered::new();
+        let mut queue: VecDeque<Chunk> = VecDeque::new();
+        let mut next_id = 0u64;
+        let mut partial_outstanding = false;
+        loop {
+            while inflight.len() < self.config.writes_in_flight_max && !partial_outstanding {
+                let (limit, head) = {
+                    let inner = self.inner.borrow();
+                    let seg = inner.segments.get(&base).expect("segment");
+                    let limit = if always { target_end } else { seg.size };
+                    (limit, seg.tail_block.len())
+                };
+                // Bounded steps, so checkpoints and waiting truncations get their turn.
+                let limit = limit.min(first_submitted + STEP_BYTES_MAX);
+                let avail = limit.saturating_sub(submitted) as usize;
+                if avail == 0 {
+                    break;
+                }
+                let start = align_down(submitted);
+                debug_assert_eq!((submitted - start) as usize, head);
+                let full = head + avail;
+                let len = if full >= chunk_bytes {
+                    chunk_bytes
+                } else if inflight.is_empty() || always {
+                    full
+                } else {
+                    break; // wait for more data or a completion
+                };
+                let end_pos = start + len as u64;
+                let padded = align_up(len as u64) as usize;
+                self.ensure_preallocated(&*file, base, start + padded as u64)
+                    .await?;
+                let mut buf = file.alloc_buf(padded);
+                let last_next = self.fill_chunk(base, buf.as_mut(), len, &mut front_taken);
+                let tail = if end_pos % BLOCK_BYTES as u64 != 0 {
+                    partial_outstanding = true;
+                    let t0 = (align_down(end_pos) - start) as usize;
+                    Some(buf.as_ref()[t0..len].to_vec())
+                } else {
+                    None
+                };
+                let id = next_id;
+                next_id += 1;
+                queue.push_back(Chunk {
+                    id,
+                    end_pos,
+                    data_bytes: (end_pos - submitted) as usize,
+                    last_next,
+                    tail,
+                    done: false,
+                });
+                submitted = end_pos;
+                let file = file.clone();
+                inflight.push(async move { (id, file.write_at(buf, start).await) });
+            }
+            if inflight.is_empty() {
+                break;
+            }
+            let seen = self.shared.work.generation();
+            let completion = if always || partial_outstanding {
+                inflight.next().await
+            } else {
+                let wait_data = async {
+                    self.shared.work.wait(seen).await;
+                    None
+                };
+                futures_lite::future::or(inflight.next(), wait_data).await
+            };
+            let Some((id, result)) = completion else {
+                continue; // new data arrived: try to submit more
+            };
+            result?;
+            queue.iter_mut().find(|c| c.id == id).expect("chunk").done = true;
+            while queue.front().is_some_and(|c| c.done) {
+                let c = queue.pop_front().expect("front");
+                if c.tail.is_some() {
+                    partial_outstanding = false;
+                }
+                self.chunk_written(base, c);
+            }
+        }
+        debug_assert!(queue.is_empty());
+        Ok(())
+    }
+
+    /// Copies the next `len` bytes of the segment's unwritten data (kept partial block
+    /// first, then pending batches) into `dst`. Returns the next offset after the last batch
+    /// that this chunk completes.
+    fn fill_chunk(
+        &self,
+        base: i64,
+        dst: &mut [u8],
+        len: usize,
+        front_taken: &mut usize,
+    ) -> Option<i64> {
+        let mut inner = self.inner.borrow_mut();
+        let seg = inner.segments.get_mut(&base).expect("segment");
+        let head = std::mem::take(&mut seg.tail_block);
+        dst[..head.len()].copy_from_slice(&head);
+        let mut filled = head.len();
+        let mut last_next = None;
+        while filled < len {
+            let front = seg.pending.front().expect("pending data for the chunk");
+            let rest = &front.bytes[*front_taken..];
+            let n = rest.len().min(len - filled);
+            dst[filled..filled + n].copy_from_slice(&rest[..n]);
+            filled += n;
+            *front_taken += n;
+            if *front_taken == front.bytes.len() {
+                last_next = Some(front.next_offset);
+                seg.pending.pop_front();
+                *front_taken = 0;
+            }
+        }
+        last_next
+    }
+
+    async fn ensure_preallocated(&self, file: &S::File, base: i64, end: u64) -> Result<()> {
+        let to = {
+            let inner = self.inner.borrow();
+            let seg = inner.segments.get(&base).expect("segment");
+            if end <= seg.preallocated {
+                return Ok(());
+            }
+            let step = seg.preallocated.clamp(
+                self.config.preallocate_step_min_bytes,
+                self.config.preallocate_step_max_bytes,
+            );
+            align_up(end.max(seg.preallocated + step))
+        };
+        file.preallocate(to).await?;
+        self.inner
+            .borrow_mut()
+            .segments
+            .get_mut(&base)
+            .expect("segment")
+            .preallocated = to;
+        Ok(())
+    }
+
+    /// A chunk completed, and every chunk before it: advance the written position.
+    fn chunk_written(&self, base: i64, c: Chunk) {
+        {
+            let mut inner = self.inner.borrow_mut();
+            let seg = inner.segments.get_mut(&base).expect("segment");
+            assert!(c.end_pos > seg.written, "written position must grow");
+            seg.written = c.end_pos;
+            if let Some(tail) = c.tail {
+                seg.tail_block = tail;
+            }
+            if let Some(next) = c.last_next {
+                inner.written_offset = inner.written_offset.max(Offset(next));
+            }
+            inner.in_flight_bytes -= c.data_bytes;
+        }
+        let shard = self.budgets.in_flight_bytes.get();
+        self.budgets.in_flight_bytes.set(shard - c.data_bytes);
+        self.budgets.space.notify_all();
+        self.budgets.evict();
+        self.changed.notify_all();
+    }
+
+    /// A sealed segment: sync, trim the preallocated tail, write its indexes, close it.
+    async fn finalize_segment(&self, base: i64) -> Result<()> {
+        let (file, size, index) = {
+            let mut inner = self.inner.borrow_mut();
+            let seg = inner.segments.get_mut(&base).expect("segment");
+            debug_assert!(seg.pending.is_empty() && seg.written == seg.size);
+            seg.index.seal(base);
+            (seg.file.clone().expect("file"), seg.size, seg.index.clone())
+        };
+        file.truncate(size).await?;
+        file.fdatasync().await?;
+        write_index_files(&self.storage, &self.dir, base, &index).await?;
+        let mut inner = self.inner.borrow_mut();
+        let seg = inner.segments.get_mut(&base).expect("segment");
+        seg.file = None;
+        seg.finalized = true;
+        seg.tail_block = Vec::new();
+        let next = seg.next_offset;
+        // Everything up to the end of this segment is durable; nothing before it is pending
+        // since segments are flushed in order.
+        inner.synced_offset = inner.synced_offset.max(Offset(next));
+        if inner.recovery_point.0 < next {
+            inner.recovery_point = Offset(next);
+            inner.recovery_point_dirty = true;
+        }
+        drop(inner);
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    /// fdatasync of the active segment when the policy (or `force`) asks, after writing the
+    /// epoch checkpoint the synced batches may depend on.
+    async fn sync_by_policy(&self, force: bool) -> Result<()> {
+        if self.inner.borrow().epochs_dirty {
+            self.write_epoch_checkpoint().await?;
+        }
+        let now_ms = self.clock.now_ms();
+        let (target, file) = {
+            let inner = self.inner.borrow();
+            let due = force
+                || match self.config.flush_policy {
+                    FlushPolicy::Always => true,
+                    FlushPolicy::None => false,
+                    FlushPolicy::Interval {
+                        flush_ms,
+                        flush_messages,
+                    } => {
+                        inner.messages_since_sync >= flush_messages
+                            || now_ms - inner.last_sync_ms >= flush_ms
+                    }
+                };
+            let active = inner.segments.values().next_back().expect("active segment");
+            let file = active.file.clone();
+            (due && inner.written_offset > inner.synced_offset)
+                .then_some(inner.written_offset)
+                .zip(file)
+        }
+        .map_or((None, None), |(t, f)| (Some(t), Some(f)));
+        if let (Some(target), Some(file)) = (target, file) {
+            file.fdatasync().await?;
+            let mut inner = self.inner.borrow_mut();
+            inner.synced_offset = inner.synced_offset.max(target);
+            inner.messages_since_sync = 0;
+            inner.last_sync_ms = now_ms;
+            drop(inner);
+            self.changed.notify_all();
+        }
+        if self.inner.borrow().recovery_point_dirty {
+            let rp = {
+                let mut inner = self.inner.borrow_mut();
+                inner.recovery_point_dirty = false;
+                inner.recovery_point
+            };
+            storage::write_file_atomic(
+                &self.storage,
+                &self.dir,
+                RECOVERY_POINT_CHECKPOINT,
+                &checkpoint::encode_offset(rp),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}

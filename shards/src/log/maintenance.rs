@@ -1,0 +1,393 @@
+//! Operations that remove or reshape data: truncation (replication), DeleteRecords and
+//! retention (log start moves, whole segments deleted), close and topic deletion. All run
+//! under the log's io lock, after the tail is written, so disk and memory agree.
+
+use std::rc::Rc;
+
+use super::checkpoint::{
+    self, CLEAN_SHUTDOWN_MARKER, LOG_START_CHECKPOINT, RECOVERY_POINT_CHECKPOINT,
+};
+use super::index::SegmentIndex;
+use super::recovery::write_index_files;
+use super::segment::{self, Segment};
+use super::{segment_file_name, Log};
+use crate::storage::{self, align_down, Storage, StorageFile};
+use crate::types::Offset;
+use crate::{Error, Result};
+
+impl<S: Storage> Log<S> {
+    /// Removes every batch at and after `offset` (the whole batch containing it), fixes the
+    /// indexes, epoch cache and checkpoints. A target below the log start empties the log
+    /// and restarts it at `offset` (Kafka's `truncateFullyAndStartAt`).
+    pub async fn truncate_to(&self, offset: Offset) -> Result<()> {
+        let _guard = self.io_lock.lock().await;
+        self.check_writable()?;
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        self.inner.borrow_mut().truncating = true;
+        let r = self.truncate_locked(offset).await;
+        self.inner.borrow_mut().truncating = false;
+        if let Err(e) = &r {
+            self.fail(format!("truncation failed: {e}"));
+        }
+        self.changed.notify_all();
+        r
+    }
+
+    async fn truncate_locked(&self, offset: Offset) -> Result<()> {
+        self.flush_all_locked().await?;
+        let (doomed, keep) = {
+            let inner = self.inner.borrow();
+            let doomed: Vec<i64> = inner.segments.range(offset.0..).map(|(b, _)| *b).collect();
+            let keep = inner
+                .segments
+                .range(..offset.0)
+                .next_back()
+                .filter(|_| offset >= inner.log_start)
+                .map(|(b, s)| (*b, s.file.clone(), s.written));
+            (doomed, keep)
+        };
+        // Find the cut in the segment that keeps data, rebuilding its index by a scan.
+        let kept = match keep {
+            None => None,
+            Some((base, file, size)) => {
+                let file = match file {
+                    Some(f) => f,
+                    None => Rc::new(
+                        self.storage
+                            .open(&self.dir.join(segment_file_name(base, "log")), true)
+                            .await?,
+                    ),
+                };
+                let r = segment::scan(
+                    &*file,
+                    base,
+                    0,
+                    SegmentIndex::new(),
+                    size,
+                    self.config.index_interval_bytes,
+                    u32::MAX as u64,
+                    Some(offset.0),
+                )
+                .await?;
+                file.truncate(r.valid_end).await?;
+                file.fdatasync().await?;
+                let aligned = align_down(r.valid_end);
+                let tail = file
+                    .read_at(aligned, (r.valid_end - aligned) as usize)
+                    .await?;
+                Some((base, file, r, tail))
+            }
+        };
+        for base in &doomed {
+            for ext in ["log", "index", "timeindex"] {
+                let p = self.dir.join(segment_file_name(*base, ext));
+                if self.storage.exists(&p).await? {
+                    self.storage.remove_file(&p).await?;
+                }
+            }
+        }
+        self.storage.sync_dir(&self.dir).await?;
+        // Memory follows disk.
+        let new_end;
+        let dropped_cache;
+        {
+            let mut guard = self.inner.borrow_mut();
+            let inner = &mut *guard;
+            for base in &doomed {
+                inner.segments.remove(base);
+            }
+            match kept {
+                Some((base, file, r, tail)) => {
+                    let seg = inner.segments.get_mut(&base).expect("kept segment");
+                    // Kafka: the log end becomes the target even when the batch holding it
+                    // went whole (a gap the next append skips over).
+                    new_end = offset;
+                    debug_assert!(r.next_offset <= offset.0);
+                    seg.size = r.valid_end;
+                    seg.written = r.valid_end;
+                    seg.next_offset = offset.0;
+                    seg.index = r.index;
+                    seg.tail_block = tail;
+                    seg.preallocated = r.valid_end;
+                    seg.file = Some(file);
+                    seg.sealed = false;
+                    seg.finalized = false;
+                    seg.pending.clear();
+                }
+                None => {
+                    new_end = offset;
+                    inner.log_start = inner.log_start.min(offset);
+                    inner
+                        .segments
+                        .insert(offset.0, Segment::new_active(offset.0));
+                }
+            }
+            // The truncated segment is active again; segments created after it are gone.
+            debug_assert!(inner
+                .segments
+                .values()
+                .next_back()
+                .is_some_and(|s| !s.sealed));
+            inner.next_offset = new_end;
+            inner.written_offset = new_end;
+            inner.synced_offset = inner.synced_offset.min(new_end);
+            inner.recovery_point = inner.recovery_point.min(new_end);
+            inner.epochs.truncate_from_end(new_end);
+            let before = inner.cache.len();
+            let keep_n = inner.cache.partition_point(|c| c.last < new_end.0);
+            let dropped: usize = inner.cache.iter().skip(keep_n).map(|c| c.bytes.len()).sum();
+            inner.cache.truncate(keep_n);
+            debug_assert!(inner.cache.len() <= before);
+            inner.cache_bytes -= dropped;
+            dropped_cache = dropped;
+        }
+        self.budgets
+            .tail_cache_bytes
+            .set(self.budgets.tail_cache_bytes.get() - dropped_cache);
+        self.write_epoch_checkpoint().await?;
+        let (rp, log_start, synced) = {
+            let inner = self.inner.borrow();
+            (inner.recovery_point, inner.log_start, inner.synced_offset)
+        };
+        let _ = synced;
+        storage::write_file_atomic(
+            &self.storage,
+            &self.dir,
+            RECOVERY_POINT_CHECKPOINT,
+            &checkpoint::encode_offset(rp),
+        )
+        .await?;
+        storage::write_file_atomic(
+            &self.storage,
+            &self.dir,
+            LOG_START_CHECKPOINT,
+            &checkpoint::encode_offset(log_start),
+        )
+        .await?;
+        // Everything kept was fdatasync'd above.
+        let mut inner = self.inner.borrow_mut();
+        inner.synced_offset = inner.next_offset;
+        Ok(())
+    }
+
+    /// DeleteRecords: advances the log start offset to `offset` (durably, before returning)
+    /// and deletes the segments entirely below it. Returns the new log start.
+    pub async fn delete_records_before(&self, offset: Offset) -> Result<Offset> {
+        let _guard = self.io_lock.lock().await;
+        self.check_writable()?;
+        {
+            let inner = self.inner.borrow();
+            if offset > inner.next_offset {
+                return Err(Error::OffsetOutOfRange {
+                    offset: offset.0,
+                    start: inner.log_start.0,
+                    end: inner.next_offset.0,
+                });
+            }
+            if offset <= inner.log_start {
+                return Ok(inner.log_start);
+            }
+        }
+        self.advance_log_start_locked(offset).await?;
+        Ok(self.log_start_offset())
+    }
+
+    /// Moves the log start, checkpoints it (and the epoch cache), then deletes the sealed
+    /// segments that lie entirely below it.
+    async fn advance_log_start_locked(&self, offset: Offset) -> Result<()> {
+        {
+            let mut inner = self.inner.borrow_mut();
+            let start = inner.log_start.max(offset);
+            inner.log_start = start;
+            inner.epochs.truncate_from_start(start);
+        }
+        let start = self.log_start_offset();
+        storage::write_file_atomic(
+            &self.storage,
+            &self.dir,
+            LOG_START_CHECKPOINT,
+            &checkpoint::encode_offset(start),
+        )
+        .await?;
+        self.write_epoch_checkpoint().await?;
+        self.changed.notify_all();
+        let doomed: Vec<i64> = {
+            let inner = self.inner.borrow();
+            let bases: Vec<i64> = inner.segments.keys().copied().collect();
+            bases
+                .windows(2)
+                .filter(|w| w[1] <= start.0 && inner.segments[&w[0]].finalized)
+                .map(|w| w[0])
+                .collect()
+        };
+        self.delete_segments_locked(&doomed).await
+    }
+
+    async fn delete_segments_locked(&self, bases: &[i64]) -> Result<()> {
+        if bases.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut inner = self.inner.borrow_mut();
+            for b in bases {
+                inner.segments.remove(b);
+            }
+        }
+        for base in bases {
+            for ext in ["log", "index", "timeindex"] {
+                let p = self.dir.join(segment_file_name(*base, ext));
+                if self.storage.exists(&p).await? {
+                    self.storage.remove_file(&p).await?;
+                }
+            }
+        }
+        self.storage.sync_dir(&self.dir).await
+    }
+
+    /// Deletes whole sealed segments beyond `retention.ms` (by their largest timestamp) or
+    /// `retention.bytes` (oldest first) and advances the log start past them.
+    pub async fn enforce_retention(&self) -> Result<()> {
+        let _guard = self.io_lock.lock().await;
+        self.check_writable()?;
+        let now_ms = self.clock.now_ms();
+        let new_start = {
+            let inner = self.inner.borrow();
+            let total: u64 = inner.segments.values().map(|s| s.size).sum();
+            let mut remaining = total as i64;
+            let mut new_start = None;
+            let bases: Vec<i64> = inner.segments.keys().copied().collect();
+            for w in bases.windows(2) {
+                let seg = &inner.segments[&w[0]];
+                if !seg.finalized {
+                    break;
+                }
+                let newest_ms = if seg.index.max_timestamp >= 0 {
+                    seg.index.max_timestamp
+                } else {
+                    seg.first_append_ms.unwrap_or(now_ms)
+                };
+                let by_time =
+                    self.config.retention_ms >= 0 && now_ms - newest_ms > self.config.retention_ms;
+                let by_size = self.config.retention_bytes >= 0
+                    && remaining - seg.size as i64 >= self.config.retention_bytes;
+                if !(by_time || by_size) {
+                    break;
+                }
+                remaining -= seg.size as i64;
+                new_start = Some(Offset(w[1]));
+            }
+            new_start.filter(|s| *s > inner.log_start)
+        };
+        match new_start {
+            Some(start) => self.advance_log_start_locked(start).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Clean shutdown: writes and syncs everything, writes the active segment's indexes,
+    /// trims its preallocation, checkpoints, and leaves the clean-shutdown marker.
+    pub async fn close(&self) -> Result<()> {
+        let _guard = self.io_lock.lock().await;
+        if self.inner.borrow().closed {
+            return Ok(());
+        }
+        if let Some(reason) = self.failure() {
+            self.inner.borrow_mut().closed = true;
+            self.shared.stop.set(true);
+            self.shared.work.notify_all();
+            return Err(Error::LogFailed(reason));
+        }
+        self.flush_all_locked().await?;
+        let (base, file, size, index) = {
+            let inner = self.inner.borrow();
+            let (b, s) = inner.segments.iter().next_back().expect("active segment");
+            (*b, s.file.clone(), s.size, s.index.clone())
+        };
+        if let Some(file) = file {
+            file.truncate(size).await?;
+            file.fdatasync().await?;
+            write_index_files(&self.storage, &self.dir, base, &index).await?;
+        }
+        let (leo, start) = (self.log_end_offset(), self.log_start_offset());
+        storage::write_file_atomic(
+            &self.storage,
+            &self.dir,
+            RECOVERY_POINT_CHECKPOINT,
+            &checkpoint::encode_offset(leo),
+        )
+        .await?;
+        storage::write_file_atomic(
+            &self.storage,
+            &self.dir,
+            LOG_START_CHECKPOINT,
+            &checkpoint::encode_offset(start),
+        )
+        .await?;
+        self.write_epoch_checkpoint().await?;
+        storage::write_file_atomic(&self.storage, &self.dir, CLEAN_SHUTDOWN_MARKER, b"").await?;
+        {
+            let mut inner = self.inner.borrow_mut();
+            inner.closed = true;
+            for seg in inner.segments.values_mut() {
+                seg.file = None;
+            }
+        }
+        self.shared.stop.set(true);
+        self.shared.work.notify_all();
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    /// Topic deletion: stops the log, renames its directory to `<name>.<uuid>-delete`
+    /// (durably), then removes it. Returns the renamed path.
+    pub async fn delete(self: Rc<Self>) -> Result<std::path::PathBuf> {
+        let _guard = self.io_lock.lock().await;
+        {
+            let mut inner = self.inner.borrow_mut();
+            inner.closed = true;
+            for seg in inner.segments.values_mut() {
+                seg.file = None;
+            }
+        }
+        self.shared.stop.set(true);
+        self.shared.work.notify_all();
+        self.changed.notify_all();
+        let name = self
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let parent = self
+            .dir
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default();
+        let target = parent.join(format!("{name}.{}-delete", uuid::Uuid::new_v4().simple()));
+        self.storage.rename(&self.dir, &target).await?;
+        self.storage.sync_dir(&parent).await?;
+        self.storage.remove_dir_all(&target).await?;
+        self.storage.sync_dir(&parent).await?;
+        Ok(target)
+    }
+}
+
+/// Removes leftover `*-delete` directories of a data directory (after a crash during topic
+/// deletion). Returns how many were removed.
+pub async fn remove_deleted_dirs<S: Storage>(
+    storage: &S,
+    data_dir: &std::path::Path,
+) -> Result<usize> {
+    let mut n = 0;
+    for name in storage.list_dir(data_dir).await? {
+        if name.ends_with("-delete") {
+            storage.remove_dir_all(&data_dir.join(&name)).await?;
+            n += 1;
+        }
+    }
+    if n > 0 {
+        storage.sync_dir(data_dir).await?;
+    }
+    Ok(n)
+}

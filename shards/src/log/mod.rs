@@ -1,0 +1,756 @@
+//! The partition log: Kafka's on-disk layout (segments `<20-digit base>.log` with `.index`
+//! and `.timeindex`, checkpoints), written with O_DIRECT through the [`crate::storage`] seam.
+//!
+//! Shape of the write path (DESIGN invariants 2, 4, 5):
+//! - [`Log::append`] is synchronous: validation, offset assignment, epoch stamping and the
+//!   push into the in-memory tail happen without an await, so the order of appends is the
+//!   order of offsets. The batch becomes visible to readers at once (the caller's high
+//!   watermark decides what consumers see).
+//! - One flusher task per log writes the pending tail in large block-aligned writes (the
+//!   partial last block kept in memory and rewritten), several in flight, and issues at
+//!   most one `fdatasync` at a time; appends arriving meanwhile join the next one (group
+//!   commit). [`Log::wait_durable`] resolves when the flush policy is satisfied.
+//! - Every file operation is serialised by one async lock: flusher steps, truncation,
+//!   retention and close never interleave their I/O.
+//!
+//! Reads come from the tail cache (shared `Bytes`, no copy) when possible, else from the
+//! file (offset index, then a scan of batch headers).
+
+mod checkpoint;
+mod epoch;
+mod flush;
+mod index;
+mod maintenance;
+mod notify;
+mod read;
+mod recovery;
+mod segment;
+
+#[cfg(test)]
+mod tests;
+
+pub use checkpoint::{topic_id_from_str, topic_id_to_string};
+pub use epoch::EpochCache;
+pub use index::SegmentIndex;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::batch::{self, BatchHeader, TimestampType};
+use crate::clock::Clock;
+use crate::storage::Storage;
+use crate::types::{LeaderEpoch, Offset, TopicId};
+use crate::{Error, Result};
+
+use notify::{AsyncLock, Notify};
+use segment::{PendingBatch, Segment};
+
+/// Kafka's `flush.policy` extension (DESIGN invariant 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// Durable (fdatasync'd, with the metadata it depends on) before acknowledgement.
+    Always,
+    /// Kafka's `flush.ms` / `flush.messages`: fsync when either is exceeded.
+    Interval { flush_ms: i64, flush_messages: i64 },
+    /// Kafka's default: never fsync on the write path (rely on replication).
+    None,
+}
+
+/// Per-log configuration; defaults are Kafka's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogConfig {
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub segment_index_bytes: u64,
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub index_interval_bytes: u64,
+    pub flush_policy: FlushPolicy,
+    pub max_message_bytes: usize,
+    pub message_timestamp_type: TimestampType,
+    /// Bytes appended but not yet written to the file, per log (backpressure threshold).
+    pub in_flight_bytes_max: usize,
+    /// Size of one DMA write; a flusher step issues up to `writes_in_flight_max` of them.
+    pub write_chunk_bytes: usize,
+    pub writes_in_flight_max: usize,
+    /// Preallocation steps grow from the min, doubling with the file, up to the max.
+    pub preallocate_step_min_bytes: u64,
+    pub preallocate_step_max_bytes: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            segment_index_bytes: 10 << 20,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            index_interval_bytes: 4096,
+            flush_policy: FlushPolicy::Always,
+            max_message_bytes: 1_048_588,
+            message_timestamp_type: TimestampType::CreateTime,
+            in_flight_bytes_max: 1 << 20,
+            write_chunk_bytes: 1 << 20,
+            writes_in_flight_max: 4,
+            preallocate_step_min_bytes: 1 << 20,
+            preallocate_step_max_bytes: 32 << 20,
+        }
+    }
+}
+
+impl LogConfig {
+    fn validate(&self) -> Result<()> {
+        let bad = |what: &str| Err(Error::Invalid(format!("invalid log config: {what}")));
+        if self.segment_bytes < 14 || self.segment_bytes > i32::MAX as u64 {
+            return bad("segment.bytes must be in [14, 2^31)");
+        }
+        if self.write_chunk_bytes == 0
+            || !self
+                .write_chunk_bytes
+                .is_multiple_of(crate::storage::BLOCK_BYTES)
+        {
+            return bad("write chunk must be a positive multiple of 4096");
+        }
+        if self.writes_in_flight_max == 0 || self.in_flight_bytes_max == 0 {
+            return bad("in-flight limits must be positive");
+        }
+        if self.segment_index_bytes < 8 {
+            return bad("segment.index.bytes must be >= 8");
+        }
+        Ok(())
+    }
+}
+
+/// Per-shard memory budgets shared by every log of the shard (one `Rc` per shard).
+pub struct ShardBudgets {
+    pub tail_cache_bytes_max: usize,
+    pub in_flight_bytes_max: usize,
+    tail_cache_bytes: Cell<usize>,
+    in_flight_bytes: Cell<usize>,
+    /// Cached batches of all logs in insertion order: the eviction order.
+    cache_fifo: RefCell<VecDeque<(Weak<dyn CacheOwner>, i64)>>,
+    space: Notify,
+}
+
+impl ShardBudgets {
+    /// Defaults: 256 MiB of tail cache, 64 MiB in flight.
+    pub fn new(tail_cache_bytes_max: usize, in_flight_bytes_max: usize) -> Rc<ShardBudgets> {
+        Rc::new(ShardBudgets {
+            tail_cache_bytes_max,
+            in_flight_bytes_max,
+            tail_cache_bytes: Cell::new(0),
+            in_flight_bytes: Cell::new(0),
+            cache_fifo: RefCell::new(VecDeque::new()),
+            space: Notify::default(),
+        })
+    }
+
+    pub fn tail_cache_bytes(&self) -> usize {
+        self.tail_cache_bytes.get()
+    }
+
+    pub fn in_flight_bytes(&self) -> usize {
+        self.in_flight_bytes.get()
+    }
+
+    /// Evicts the oldest cached batches of any log until the cache fits its budget. Stops at
+    /// a batch not yet written (it must stay until the flusher wrote it).
+    fn evict(&self) {
+        while self.tail_cache_bytes.get() > self.tail_cache_bytes_max {
+            let Some((owner, base)) = self.cache_fifo.borrow().front().cloned() else {
+                break;
+            };
+            let freed = match owner.upgrade() {
+                None => Some(0),
+                Some(owner) => owner.evict_cached(base),
+            };
+            match freed {
+                None => break,
+                Some(bytes) => {
+                    self.cache_fifo.borrow_mut().pop_front();
+                    self.tail_cache_bytes
+                        .set(self.tail_cache_bytes.get() - bytes);
+                }
+            }
+        }
+        // Stale entries (truncated or dropped logs) are removed as they reach the front.
+    }
+}
+
+impl Default for ShardBudgets {
+    fn default() -> Self {
+        ShardBudgets {
+            tail_cache_bytes_max: 256 << 20,
+            in_flight_bytes_max: 64 << 20,
+            tail_cache_bytes: Cell::new(0),
+            in_flight_bytes: Cell::new(0),
+            cache_fifo: RefCell::new(VecDeque::new()),
+            space: Notify::default(),
+        }
+    }
+}
+
+/// A log whose cached batches the shard budget can evict.
+trait CacheOwner {
+    /// Drops the cached batch with base offset `base` if it is the log's oldest cached
+    /// batch; `Some(bytes freed)` (0 if stale), `None` if it is not written yet.
+    fn evict_cached(&self, base: i64) -> Option<usize>;
+}
+
+/// What an append did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    /// Kafka's `log_append_time_ms`: -1 unless the topic uses LogAppendTime.
+    pub log_append_time_ms: i64,
+    pub log_start_offset: Offset,
+    pub record_count: i32,
+    pub bytes: usize,
+    /// The header as stored (offsets patched), for producer state.
+    pub header: BatchHeader,
+}
+
+/// Result of [`Log::read`]: whole batches as shareable slices.
+#[derive(Clone, Debug, Default)]
+pub struct ReadResult {
+    pub chunks: Vec<Bytes>,
+    pub bytes: usize,
+    /// Offset after the last batch returned (the next fetch offset), or the requested
+    /// offset when nothing was returned.
+    pub next_offset: Offset,
+    pub log_start_offset: Offset,
+    pub log_end_offset: Offset,
+}
+
+#[derive(Clone, Debug)]
+struct CachedBatch {
+    base: i64,
+    last: i64,
+    bytes: Bytes,
+}
+
+/// Mutable state of a log; never borrowed across an await.
+struct Inner<S: Storage> {
+    segments: BTreeMap<i64, Segment<S>>,
+    log_start: Offset,
+    next_offset: Offset,
+    /// Every batch below this offset is in a completed file write.
+    written_offset: Offset,
+    /// Every batch below this offset is fdatasync'd, with the metadata it depends on.
+    synced_offset: Offset,
+    recovery_point: Offset,
+    recovery_point_dirty: bool,
+    epochs: EpochCache,
+    epochs_dirty: bool,
+    cache: VecDeque<CachedBatch>,
+    cache_bytes: usize,
+    in_flight_bytes: usize,
+    messages_since_sync: i64,
+    last_sync_ms: i64,
+    failed: Option<String>,
+    closed: bool,
+    truncating: bool,
+}
+
+/// State shared with the flusher task, which must not keep the log alive.
+struct Shared {
+    work: Notify,
+    stop: Cell<bool>,
+}
+
+/// One partition replica's log, owned by one shard and used through `Rc`.
+pub struct Log<S: Storage> {
+    storage: S,
+    dir: PathBuf,
+    topic_id: TopicId,
+    config: LogConfig,
+    clock: Rc<dyn Clock>,
+    budgets: Rc<ShardBudgets>,
+    inner: RefCell<Inner<S>>,
+    shared: Rc<Shared>,
+    /// Fires when log end, durable offset, log start or failure state move.
+    changed: Notify,
+    io_lock: AsyncLock,
+    weak_self: Weak<Log<S>>,
+}
+
+fn segment_file_name(base: i64, ext: &str) -> String {
+    format!("{base:020}.{ext}")
+}
+
+impl<S: Storage> Log<S> {
+    /// Opens the log in `dir` (`<data-dir>/<topic>-<partition>`), formatting it when new and
+    /// recovering it otherwise, and starts its flusher task (on the current glommio
+    /// executor).
+    pub async fn open(
+        storage: S,
+        dir: PathBuf,
+        topic_id: TopicId,
+        config: LogConfig,
+        clock: Rc<dyn Clock>,
+        budgets: Rc<ShardBudgets>,
+    ) -> Result<Rc<Log<S>>> {
+        config.validate()?;
+        let recovered = recovery::open_dir(&storage, &dir, topic_id, &config).await?;
+        let now_ms = clock.now_ms();
+        let log = Rc::new_cyclic(|weak_self| Log {
+            storage,
+            dir,
+            topic_id,
+            config,
+            clock,
+            budgets,
+            inner: RefCell::new(Inner {
+                segments: recovered.segments,
+                log_start: recovered.log_start,
+                next_offset: recovered.next_offset,
+                written_offset: recovered.next_offset,
+                synced_offset: recovered.next_offset,
+                recovery_point: recovered.recovery_point,
+                recovery_point_dirty: false,
+                epochs: recovered.epochs,
+                epochs_dirty: false,
+                cache: VecDeque::new(),
+                cache_bytes: 0,
+                in_flight_bytes: 0,
+                messages_since_sync: 0,
+                last_sync_ms: now_ms,
+                failed: None,
+                closed: false,
+                truncating: false,
+            }),
+            shared: Rc::new(Shared {
+                work: Notify::default(),
+                stop: Cell::new(false),
+            }),
+            changed: Notify::default(),
+            io_lock: AsyncLock::default(),
+            weak_self: weak_self.clone(),
+        });
+        flush::spawn_flusher(&log);
+        Ok(log)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn topic_id(&self) -> TopicId {
+        self.topic_id
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Stage 1 of a produce: validates one freshly produced batch, assigns its offsets and
+    /// leader epoch, stamps LogAppendTime if configured, and appends it to the tail. No
+    /// await: the returned offsets fix its order. Fails with [`Error::LogInFlightFull`] when
+    /// the in-flight limits are reached (see [`Log::has_space`], [`Log::wait_for_space`]).
+    pub fn append(&self, mut batch: BytesMut, leader_epoch: LeaderEpoch) -> Result<AppendInfo> {
+        self.check_writable()?;
+        batch::validate_produced(&batch, self.config.max_message_bytes)?;
+        self.check_space(batch.len())?;
+        let base = self.inner.borrow().next_offset.0;
+        batch::patch_offset_and_epoch(&mut batch, base, leader_epoch.0);
+        let mut log_append_time_ms = -1;
+        if self.config.message_timestamp_type == TimestampType::LogAppendTime {
+            log_append_time_ms = self.clock.now_ms();
+            batch::set_log_append_time(&mut batch, log_append_time_ms);
+        }
+        let bytes = batch.freeze();
+        let stored = BatchHeader::parse(&bytes)?;
+        debug_assert_eq!(stored.base_offset, base);
+        let info = self.append_stored(bytes, stored, log_append_time_ms);
+        Ok(info)
+    }
+
+    /// Appends batches that already carry their offsets and epochs (a follower's fetch
+    /// response), as they are. Checks magic, length and CRC, and that offsets only grow;
+    /// gaps and empty batches are accepted. Returns the first base and last offset.
+    pub fn append_replicated(&self, batches: Bytes) -> Result<Option<(Offset, Offset)>> {
+        self.check_writable()?;
+        let split = batch::split_batches(&batches, usize::MAX)?;
+        let mut expected = self.inner.borrow().next_offset.0;
+        for (_, b) in &split {
+            let h = batch::validate_stored(b)?;
+            if h.base_offset < expected {
+                return Err(Error::CorruptBatch(format!(
+                    "replicated batch at offset {} is below the log end {expected}",
+                    h.base_offset
+                )));
+            }
+            expected = h.last_offset() + 1;
+        }
+        self.check_space(batches.len())?;
+        let mut range = None;
+        for (h, b) in split {
+            let info = self.append_stored(b, h, -1);
+            let first = range.map_or(info.base_offset, |(f, _)| f);
+            range = Some((first, info.last_offset));
+        }
+        Ok(range)
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        let inner = self.inner.borrow();
+        if let Some(reason) = &inner.failed {
+            return Err(Error::LogFailed(reason.clone()));
+        }
+        if inner.closed {
+            return Err(Error::Closed);
+        }
+        if inner.truncating {
+            return Err(Error::Invalid("log is being truncated".into()));
+        }
+        Ok(())
+    }
+
+    /// Whether an append of `bytes` fits the in-flight limits now. The first batch always
+    /// fits when nothing is in flight, so a batch above the limit is not stuck forever.
+    pub fn has_space(&self, bytes: usize) -> bool {
+        let log_bytes = self.inner.borrow().in_flight_bytes;
+        let shard_bytes = self.budgets.in_flight_bytes.get();
+        (log_bytes == 0 || log_bytes + bytes <= self.config.in_flight_bytes_max)
+            && (shard_bytes == 0 || shard_bytes + bytes <= self.budgets.in_flight_bytes_max)
+    }
+
+    fn check_space(&self, bytes: usize) -> Result<()> {
+        if self.has_space(bytes) {
+            return Ok(());
+        }
+        Err(Error::LogInFlightFull {
+            in_flight_bytes: self.inner.borrow().in_flight_bytes,
+            limit: self.config.in_flight_bytes_max,
+        })
+    }
+
+    /// Waits until [`Log::has_space`] would accept `bytes` (or the log failed or closed).
+    pub async fn wait_for_space(&self, bytes: usize) -> Result<()> {
+        loop {
+            let seen_log = self.changed.generation();
+            let seen_shard = self.budgets.space.generation();
+            self.check_writable()?;
+            if self.has_space(bytes) {
+                return Ok(());
+            }
+            futures_lite::future::or(
+                self.changed.wait(seen_log),
+                self.budgets.space.wait(seen_shard),
+            )
+            .await;
+        }
+    }
+
+    /// The synchronous core shared by both append paths; `bytes` is one stored batch.
+    fn append_stored(
+        &self,
+        bytes: Bytes,
+        header: BatchHeader,
+        log_append_time_ms: i64,
+    ) -> AppendInfo {
+        let len = bytes.len();
+        let now_ms = self.clock.now_ms();
+        let info = {
+            let mut guard = self.inner.borrow_mut();
+            let inner = &mut *guard;
+            self.maybe_roll(inner, &header, len, now_ms);
+            let (_, seg) = inner
+                .segments
+                .iter_mut()
+                .next_back()
+                .expect("a log always has an active segment");
+            debug_assert!(!seg.sealed);
+            let position = seg.size;
+            seg.index.on_batch(
+                seg.base,
+                &header,
+                position,
+                self.config.index_interval_bytes,
+            );
+            seg.first_append_ms.get_or_insert(now_ms);
+            seg.size += len as u64;
+            let next = header.last_offset() + 1;
+            seg.next_offset = next;
+            seg.pending.push_back(PendingBatch {
+                bytes: bytes.clone(),
+                next_offset: next,
+            });
+            inner.cache.push_back(CachedBatch {
+                base: header.base_offset,
+                last: header.last_offset(),
+                bytes,
+            });
+            inner.cache_bytes += len;
+            inner.in_flight_bytes += len;
+            inner.messages_since_sync += header.record_count.max(0) as i64;
+            if header.partition_leader_epoch >= 0 {
+                let epoch = LeaderEpoch(header.partition_leader_epoch);
+                if inner.epochs.latest().is_none_or(|(e, _)| e < epoch)
+                    && inner.epochs.assign(epoch, Offset(header.base_offset))
+                {
+                    inner.epochs_dirty = true;
+                }
+            }
+            assert!(next > inner.next_offset.0, "offsets must grow");
+            inner.next_offset = Offset(next);
+            AppendInfo {
+                base_offset: Offset(header.base_offset),
+                last_offset: Offset(header.last_offset()),
+                log_append_time_ms,
+                log_start_offset: inner.log_start,
+                record_count: header.record_count,
+                bytes: len,
+                header,
+            }
+        };
+        self.budgets
+            .tail_cache_bytes
+            .set(self.budgets.tail_cache_bytes.get() + len);
+        self.budgets
+            .in_flight_bytes
+            .set(self.budgets.in_flight_bytes.get() + len);
+        let owner: Weak<dyn CacheOwner> = self.weak_self.clone();
+        self.budgets
+            .cache_fifo
+            .borrow_mut()
+            .push_back((owner, info.base_offset.0));
+        self.budgets.evict();
+        self.shared.work.notify_all();
+        self.changed.notify_all();
+        info
+    }
+
+    /// Seals the active segment and starts a new one (created on disk by the flusher) when
+    /// the batch would overflow `segment.bytes`, the segment is older than `segment.ms`,
+    /// an index is full, or relative offsets would overflow.
+    fn maybe_roll(&self, inner: &mut Inner<S>, header: &BatchHeader, len: usize, now_ms: i64) {
+        let (_, seg) = inner.segments.iter().next_back().expect("active segment");
+        if seg.size == 0 {
+            return;
+        }
+        let full = seg.size + len as u64 > self.config.segment_bytes;
+        let old = seg
+            .first_append_ms
+            .is_some_and(|t| now_ms - t > self.config.segment_ms);
+        let index_full = (seg.index.offsets.len() + 1) * index::OFFSET_ENTRY_BYTES
+            > self.config.segment_index_bytes as usize
+            || (seg.index.times.len() + 1) * index::TIME_ENTRY_BYTES
+                > self.config.segment_index_bytes as usize;
+        let rel_overflow = header.last_offset() - seg.base > i32::MAX as i64;
+        if !(full || old || index_full || rel_overflow) {
+            return;
+        }
+        let base = header.base_offset;
+        let (_, seg) = inner
+            .segments
+            .iter_mut()
+            .next_back()
+            .expect("active segment");
+        seg.sealed = true;
+        inner.segments.insert(base, Segment::new_active(base));
+    }
+
+    pub fn log_end_offset(&self) -> Offset {
+        self.inner.borrow().next_offset
+    }
+
+    /// What the policy promises is kept: under `always` the fdatasync'd offset, otherwise
+    /// the log end (DESIGN invariant 4: the high watermark never passes it).
+    pub fn durable_offset(&self) -> Offset {
+        let inner = self.inner.borrow();
+        match self.config.flush_policy {
+            FlushPolicy::Always => inner.synced_offset,
+            _ => inner.next_offset,
+        }
+    }
+
+    /// The offset below which everything is fdatasync'd, whatever the policy.
+    pub fn synced_offset(&self) -> Offset {
+        self.inner.borrow().synced_offset
+    }
+
+    pub fn log_start_offset(&self) -> Offset {
+        self.inner.borrow().log_start
+    }
+
+    /// Total bytes of the segments (appended, including not yet written).
+    pub fn size_bytes(&self) -> u64 {
+        self.inner.borrow().segments.values().map(|s| s.size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.inner.borrow().segments.len()
+    }
+
+    /// Stage 2 of a produce: resolves when every offset up to `last_offset` is durable per
+    /// the flush policy (only `always` waits).
+    pub async fn wait_durable(&self, last_offset: Offset) -> Result<()> {
+        loop {
+            let seen = self.changed.generation();
+            {
+                let inner = self.inner.borrow();
+                if let Some(reason) = &inner.failed {
+                    return Err(Error::LogFailed(reason.clone()));
+                }
+                if self.config.flush_policy != FlushPolicy::Always
+                    || inner.synced_offset > last_offset
+                {
+                    return Ok(());
+                }
+                if inner.closed {
+                    return Err(Error::Closed);
+                }
+            }
+            self.changed.wait(seen).await;
+        }
+    }
+
+    /// A generation number for [`Log::changed_since`] (Fetch long-poll): read it, check the
+    /// offsets, then wait.
+    pub fn watch(&self) -> u64 {
+        self.changed.generation()
+    }
+
+    /// Resolves when the log end, durable offset or log start moved since `generation`.
+    pub async fn changed_since(&self, generation: u64) {
+        self.changed.wait(generation).await
+    }
+
+    /// The record with the largest timestamp (ListOffsets MAX_TIMESTAMP): its batch's last
+    /// offset and the timestamp.
+    pub fn max_timestamp(&self) -> Option<(Offset, i64)> {
+        let inner = self.inner.borrow();
+        inner
+            .segments
+            .values()
+            .filter(|s| s.index.max_timestamp >= 0)
+            .max_by_key(|s| (s.index.max_timestamp, std::cmp::Reverse(s.base)))
+            .map(|s| {
+                (
+                    Offset(s.index.max_timestamp_offset.max(inner.log_start.0)),
+                    s.index.max_timestamp,
+                )
+            })
+    }
+
+    pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
+        let inner = self.inner.borrow();
+        inner.epochs.end_offset_for(epoch, inner.next_offset)
+    }
+
+    pub fn latest_epoch(&self) -> Option<LeaderEpoch> {
+        self.inner.borrow().epochs.latest().map(|(e, _)| e)
+    }
+
+    pub fn epoch_entries(&self) -> Vec<(LeaderEpoch, Offset)> {
+        self.inner.borrow().epochs.entries().to_vec()
+    }
+
+    /// Records that `epoch` starts at `start` (a new leadership) and checkpoints the cache.
+    pub async fn assign_epoch(&self, epoch: LeaderEpoch, start: Offset) -> Result<()> {
+        let changed = self.inner.borrow_mut().epochs.assign(epoch, start);
+        if changed {
+            let _guard = self.io_lock.lock().await;
+            self.write_epoch_checkpoint().await?;
+        }
+        Ok(())
+    }
+
+    async fn write_epoch_checkpoint(&self) -> Result<()> {
+        let bytes = {
+            let mut inner = self.inner.borrow_mut();
+            inner.epochs_dirty = false;
+            inner.epochs.encode()
+        };
+        let r = crate::storage::write_file_atomic(
+            &self.storage,
+            &self.dir,
+            checkpoint::LEADER_EPOCH_CHECKPOINT,
+            &bytes,
+        )
+        .await;
+        if r.is_err() {
+            self.inner.borrow_mut().epochs_dirty = true;
+        }
+        r
+    }
+
+    /// Writes a small named file beside the log atomically (producer-state snapshots,
+    /// high-watermark checkpoint...).
+    pub async fn write_aux_file(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        check_aux_name(name)?;
+        crate::storage::write_file_atomic(&self.storage, &self.dir, name, bytes).await
+    }
+
+    pub async fn read_aux_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        check_aux_name(name)?;
+        crate::storage::read_file(&self.storage, &self.dir.join(name)).await
+    }
+
+    fn fail(&self, reason: String) {
+        tracing::error!(dir = %self.dir.display(), %reason, "log failed; it accepts no more writes");
+        let mut inner = self.inner.borrow_mut();
+        inner.failed.get_or_insert(reason);
+        drop(inner);
+        self.changed.notify_all();
+    }
+
+    /// Whether the log hit an I/O error (it then refuses writes; reopen to recover).
+    pub fn failure(&self) -> Option<String> {
+        self.inner.borrow().failed.clone()
+    }
+}
+
+fn check_aux_name(name: &str) -> Result<()> {
+    let reserved =
+        name.ends_with(".log") || name.ends_with(".index") || name.ends_with(".timeindex");
+    if name.is_empty()
+        || name.len() > 128
+        || name.contains('/')
+        || name.starts_with('.')
+        || reserved
+    {
+        return Err(Error::Invalid(format!("invalid side file name {name:?}")));
+    }
+    Ok(())
+}
+
+impl<S: Storage> CacheOwner for Log<S> {
+    fn evict_cached(&self, base: i64) -> Option<usize> {
+        let mut inner = self.inner.borrow_mut();
+        let written = inner.written_offset.0;
+        let front = inner.cache.front()?;
+        if front.base != base {
+            return Some(0);
+        }
+        if front.last >= written {
+            return None;
+        }
+        let gone = inner.cache.pop_front().expect("front checked");
+        inner.cache_bytes -= gone.bytes.len();
+        Some(gone.bytes.len())
+    }
+}
+
+impl<S: Storage> Drop for Log<S> {
+    fn drop(&mut self) {
+        let inner = self.inner.get_mut();
+        let cache = self.budgets.tail_cache_bytes.get();
+        self.budgets.tail_cache_bytes.set(cache - inner.cache_bytes);
+        let in_flight = self.budgets.in_flight_bytes.get();
+        self.budgets
+            .in_flight_bytes
+            .set(in_flight - inner.in_flight_bytes);
+        self.budgets.space.notify_all();
+        self.shared.stop.set(true);
+        self.shared.work.notify_all();
+    }
+}
+pub use maintenance::remove_deleted_dirs;

@@ -1,0 +1,192 @@
+//! One segment's in-memory state, and the scanner that walks a segment file batch by batch
+//! (recovery, truncation, index rebuilds) validating each batch.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::index::SegmentIndex;
+use crate::batch::{self, BatchHeader, BATCH_HEADER_LEN};
+use crate::storage::{Storage, StorageFile};
+use crate::Result;
+
+/// A batch appended but not yet written to the segment file.
+#[derive(Clone, Debug)]
+pub struct PendingBatch {
+    pub bytes: Bytes,
+    pub next_offset: i64,
+}
+
+pub struct Segment<S: Storage> {
+    pub base: i64,
+    /// Bytes appended (written or pending).
+    pub size: u64,
+    /// Bytes in completed file writes.
+    pub written: u64,
+    /// Offset after the last batch (for a sealed segment loaded from disk without a scan:
+    /// the next segment's base, an upper bound).
+    pub next_offset: i64,
+    /// The file exists and its directory entry is durable.
+    pub created: bool,
+    /// Open handle while the segment is active (or being sealed).
+    pub file: Option<Rc<S::File>>,
+    pub pending: VecDeque<PendingBatch>,
+    /// Bytes of the partial last block `[align_down(written), written)`, rewritten with the
+    /// next write (O_DIRECT writes whole blocks).
+    pub tail_block: Vec<u8>,
+    /// Bytes the file is preallocated to.
+    pub preallocated: u64,
+    pub index: SegmentIndex,
+    pub first_append_ms: Option<i64>,
+    /// Rolled: no more appends; the flusher syncs it, trims it and writes its indexes.
+    pub sealed: bool,
+    /// Sealing finished (file closed, indexes on disk).
+    pub finalized: bool,
+}
+
+impl<S: Storage> Segment<S> {
+    /// A new, empty active segment; the flusher creates its file.
+    pub fn new_active(base: i64) -> Self {
+        Segment {
+            base,
+            size: 0,
+            written: 0,
+            next_offset: base,
+            created: false,
+            file: None,
+            pending: VecDeque::new(),
+            tail_block: Vec::new(),
+            preallocated: 0,
+            index: SegmentIndex::new(),
+            first_append_ms: None,
+            sealed: false,
+            finalized: false,
+        }
+    }
+
+    pub fn needs_flush_work(&self) -> bool {
+        !self.created || !self.pending.is_empty() || (self.sealed && !self.finalized)
+    }
+}
+
+/// What a scan found.
+#[derive(Clone, Debug)]
+pub struct ScanResult {
+    /// Byte position after the last valid batch.
+    pub valid_end: u64,
+    /// Offset after the last valid batch.
+    pub next_offset: i64,
+    pub index: SegmentIndex,
+    /// Whether the scan stopped at invalid bytes (torn or corrupt) before `limit`.
+    pub stopped_early: bool,
+    /// (epoch, base offset) of every batch where the epoch changes.
+    pub epochs: Vec<(i32, i64)>,
+}
+
+const SCAN_READ_BYTES: usize = 1 << 20;
+
+/// Walks the batches of a segment from `start` (0, or a position from the offset index with
+/// `index` the entries before it) to `limit`, checking magic, length, CRC and that offsets
+/// grow, and rebuilding the indexes. Stops at the first invalid batch, or (if `stop_at` is
+/// set) at the first batch whose last offset is >= `stop_at`.
+#[allow(clippy::too_many_arguments)]
+pub async fn scan<F: StorageFile>(
+    file: &F,
+    base: i64,
+    start: u64,
+    index: SegmentIndex,
+    limit: u64,
+    interval_bytes: u64,
+    max_batch_bytes: u64,
+    stop_at: Option<i64>,
+) -> Result<ScanResult> {
+    let mut result = ScanResult {
+        valid_end: start,
+        next_offset: base,
+        index,
+        stopped_early: false,
+        epochs: Vec::new(),
+    };
+    let mut buf: Vec<u8> = Vec::new();
+    let mut buf_pos: u64 = start;
+    let mut pos: u64 = start;
+    loop {
+        if pos + BATCH_HEADER_LEN as u64 > limit {
+            result.stopped_early = pos != limit;
+            break;
+        }
+        if !ensure(file, &mut buf, &mut buf_pos, pos, BATCH_HEADER_LEN, limit).await? {
+            result.stopped_early = true;
+            break;
+        }
+        let at = (pos - buf_pos) as usize;
+        let header = match BatchHeader::parse(&buf[at..]) {
+            Ok(h) => h,
+            Err(_) => {
+                result.stopped_early = true;
+                break;
+            }
+        };
+        let total = header.total_len() as u64;
+        if total < BATCH_HEADER_LEN as u64 || total > max_batch_bytes || pos + total > limit {
+            result.stopped_early = true;
+            break;
+        }
+        if !ensure(file, &mut buf, &mut buf_pos, pos, total as usize, limit).await? {
+            result.stopped_early = true;
+            break;
+        }
+        let at = (pos - buf_pos) as usize;
+        let bytes = &buf[at..at + total as usize];
+        let valid = batch::validate_stored(bytes).ok().filter(|h| {
+            h.base_offset >= result.next_offset && h.last_offset() - base <= u32::MAX as i64
+        });
+        let Some(h) = valid else {
+            result.stopped_early = true;
+            break;
+        };
+        if stop_at.is_some_and(|s| h.last_offset() >= s) {
+            break;
+        }
+        result.index.on_batch(base, &h, pos, interval_bytes);
+        if h.partition_leader_epoch >= 0
+            && result
+                .epochs
+                .last()
+                .is_none_or(|(e, _)| *e < h.partition_leader_epoch)
+        {
+            result
+                .epochs
+                .push((h.partition_leader_epoch, h.base_offset));
+        }
+        pos += total;
+        result.valid_end = pos;
+        result.next_offset = h.last_offset() + 1;
+    }
+    Ok(result)
+}
+
+/// Makes `[pos, pos + len)` available in `buf` (which holds file bytes from `buf_pos`),
+/// reading at least [`SCAN_READ_BYTES`] at a time. False when the file ends first.
+async fn ensure<F: StorageFile>(
+    file: &F,
+    buf: &mut Vec<u8>,
+    buf_pos: &mut u64,
+    pos: u64,
+    len: usize,
+    limit: u64,
+) -> Result<bool> {
+    let have_end = *buf_pos + buf.len() as u64;
+    if pos >= *buf_pos && pos + len as u64 <= have_end {
+        return Ok(true);
+    }
+    let want = (len.max(SCAN_READ_BYTES) as u64).min(limit.saturating_sub(pos)) as usize;
+    if want < len {
+        return Ok(false);
+    }
+    let data = file.read_at(pos, want).await?;
+    *buf = data;
+    *buf_pos = pos;
+    Ok(buf.len() >= len)
+}

@@ -1,0 +1,857 @@
+//! Log tests on the simulated storage (model-based properties, power cuts) and on real DMA
+//! files. Every test runs inside a glommio executor because the flusher is a glommio task.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+use crate::batch::{BatchBuilder, Compression};
+use crate::clock::ManualClock;
+use crate::storage::{DmaStorage, SimStorage};
+
+pub(crate) fn run<F, Fut>(f: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    glommio::LocalExecutorBuilder::default()
+        .spawn(move || async move { f().await })
+        .expect("executor")
+        .join()
+        .expect("test body panicked");
+}
+
+pub(crate) fn make_batch(records: usize, value_bytes: usize, ts: i64, seed: u8) -> BytesMut {
+    let mut b = BatchBuilder::new(Compression::None);
+    for i in 0..records {
+        let value = vec![seed.wrapping_add(i as u8); value_bytes];
+        b.push(
+            Some(format!("k{i}").as_bytes()),
+            Some(&value),
+            &[],
+            ts + i as i64,
+        );
+    }
+    BytesMut::from(&b.build()[..])
+}
+
+fn topic() -> TopicId {
+    TopicId(uuid::Uuid::from_u128(0x1234))
+}
+
+fn clock() -> Rc<ManualClock> {
+    Rc::new(ManualClock::new(1_700_000_000_000))
+}
+
+async fn open_sim(
+    s: &SimStorage,
+    config: LogConfig,
+    clock: Rc<ManualClock>,
+) -> Rc<Log<SimStorage>> {
+    Log::open(
+        s.clone(),
+        PathBuf::from("/data/t-0"),
+        topic(),
+        config,
+        clock,
+        Rc::new(ShardBudgets::default()),
+    )
+    .await
+    .expect("open")
+}
+
+/// Reads the whole log from the log start in small steps and returns each batch.
+async fn read_all<S: Storage>(log: &Log<S>) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut at = log.log_start_offset();
+    let end = log.log_end_offset();
+    let mut guard = 0;
+    while at < end {
+        let r = log.read(at, end, 3000).await.expect("read");
+        if r.chunks.is_empty() {
+            break;
+        }
+        for c in &r.chunks {
+            for (h, b) in batch::split_batches(c, usize::MAX).expect("split") {
+                batch::validate_stored(&b).expect("served batch is valid");
+                if h.last_offset() >= at.0 {
+                    out.push(b);
+                }
+            }
+        }
+        assert!(r.next_offset > at, "read made no progress");
+        at = r.next_offset;
+        guard += 1;
+        assert!(guard < 100_000);
+    }
+    out
+}
+
+#[test]
+fn append_read_roundtrip_and_offsets() {
+    run(|| async {
+        let s = SimStorage::new();
+        let log = open_sim(&s, LogConfig::default(), clock()).await;
+        let mut expected = Vec::new();
+        for i in 0..20 {
+            let info = log
+                .append(
+                    make_batch(1 + i % 5, 100 + i * 37, 1000 + i as i64, i as u8),
+                    LeaderEpoch(3),
+                )
+                .unwrap();
+            assert_eq!(
+                info.base_offset.0,
+                expected
+                    .iter()
+                    .map(|(n, _): &(usize, Bytes)| *n as i64)
+                    .sum::<i64>()
+            );
+            assert_eq!(
+                info.last_offset.0,
+                info.base_offset.0 + (1 + i % 5) as i64 - 1
+            );
+            log.wait_durable(info.last_offset).await.unwrap();
+            assert!(log.durable_offset() > info.last_offset);
+            let r = log
+                .read(info.base_offset, log.log_end_offset(), 1 << 20)
+                .await
+                .unwrap();
+            let h = BatchHeader::parse(&r.chunks[0]).unwrap();
+            assert_eq!(h.base_offset, info.base_offset.0);
+            assert_eq!(h.partition_leader_epoch, 3);
+            expected.push((1 + i % 5, r.chunks[0].clone()));
+        }
+        let all = read_all(&*log).await;
+        assert_eq!(all.len(), 20);
+        for (a, (_, e)) in all.iter().zip(&expected) {
+            assert_eq!(a, e);
+        }
+        assert_eq!(log.latest_epoch(), Some(LeaderEpoch(3)));
+        // Reading past the high watermark returns nothing; out of range is an error.
+        let r = log.read(Offset(5), Offset(5), 100).await.unwrap();
+        assert!(r.chunks.is_empty());
+        assert!(matches!(
+            log.read(Offset(10_000), Offset(10_000), 10).await,
+            Err(Error::OffsetOutOfRange { .. })
+        ));
+        // Kafka: the first batch is returned even if larger than max_bytes.
+        let r = log.read(Offset(0), log.log_end_offset(), 1).await.unwrap();
+        assert_eq!(r.chunks.len(), 1);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn corrupt_batches_are_rejected_before_anything_is_written() {
+    run(|| async {
+        let s = SimStorage::new();
+        let log = open_sim(
+            &s,
+            LogConfig {
+                max_message_bytes: 5000,
+                ..LogConfig::default()
+            },
+            clock(),
+        )
+        .await;
+        let good = make_batch(3, 50, 1, 1);
+        let mut bad_crc = good.clone();
+        let last = bad_crc.len() - 1;
+        bad_crc[last] ^= 0xff;
+        assert!(matches!(
+            log.append(bad_crc, LeaderEpoch(0)),
+            Err(Error::CorruptBatch(_))
+        ));
+        let mut bad_magic = good.clone();
+        bad_magic[16] = 1;
+        assert!(matches!(
+            log.append(bad_magic, LeaderEpoch(0)),
+            Err(Error::CorruptBatch(_))
+        ));
+        let mut bad_len = good.clone();
+        bad_len.truncate(good.len() - 3);
+        assert!(log.append(bad_len, LeaderEpoch(0)).is_err());
+        assert!(log
+            .append(BytesMut::from(&b"short"[..]), LeaderEpoch(0))
+            .is_err());
+        let big = make_batch(10, 1000, 1, 1);
+        assert!(matches!(
+            log.append(big, LeaderEpoch(0)),
+            Err(Error::BatchTooLarge { .. })
+        ));
+        assert_eq!(log.log_end_offset(), Offset(0));
+        let info = log.append(good, LeaderEpoch(0)).unwrap();
+        assert_eq!(info.base_offset, Offset(0));
+        log.wait_durable(info.last_offset).await.unwrap();
+        assert_eq!(read_all(&*log).await.len(), 1);
+    });
+}
+
+#[test]
+fn roll_retention_and_delete_records() {
+    run(|| async {
+        let s = SimStorage::new();
+        let clk = clock();
+        let config = LogConfig {
+            segment_bytes: 4000,
+            retention_bytes: 10_000,
+            retention_ms: 3_600_000,
+            ..LogConfig::default()
+        };
+        let log = open_sim(&s, config.clone(), clk.clone()).await;
+        let mut last = Offset(0);
+        for i in 0..40 {
+            let info = log
+                .append(make_batch(2, 400, clk.now_ms(), i), LeaderEpoch(1))
+                .unwrap();
+            last = info.last_offset;
+        }
+        log.wait_durable(last).await.unwrap();
+        assert!(
+            log.segment_count() >= 8,
+            "segments: {}",
+            log.segment_count()
+        );
+        let names = s.list_dir(Path::new("/data/t-0")).await.unwrap();
+        assert!(names.contains(&"00000000000000000000.log".to_string()));
+        assert!(names.contains(&"00000000000000000000.index".to_string()));
+        assert!(names.contains(&"partition.metadata".to_string()));
+        log.enforce_retention().await.unwrap();
+        let start = log.log_start_offset();
+        assert!(start > Offset(0));
+        assert!(
+            log.size_bytes() <= 10_000 + 4000,
+            "size {}",
+            log.size_bytes()
+        );
+        assert!(matches!(
+            log.read(Offset(0), last, 100).await,
+            Err(Error::OffsetOutOfRange { .. })
+        ));
+        // Time retention: everything but the active segment ages out.
+        clk.advance_ms(2 * 3_600_000);
+        log.enforce_retention().await.unwrap();
+        assert_eq!(log.segment_count(), 1);
+        let start2 = log.log_start_offset();
+        assert!(start2 > start);
+        // DeleteRecords inside the active segment.
+        let target = Offset(last.0 - 1);
+        assert_eq!(log.delete_records_before(target).await.unwrap(), target);
+        let all = read_all(&*log).await;
+        assert_eq!(all.len(), 1);
+        drop(log);
+        // Log start survives a power cut (it was checkpointed).
+        let s2 = s.cut_power(|_| 0);
+        let log = open_sim(&s2, config, clk).await;
+        assert_eq!(log.log_start_offset(), target);
+        assert_eq!(log.log_end_offset(), last.next());
+    });
+}
+
+#[test]
+fn truncate_then_append_and_epochs() {
+    run(|| async {
+        let s = SimStorage::new();
+        let config = LogConfig {
+            segment_bytes: 3000,
+            ..LogConfig::default()
+        };
+        let log = open_sim(&s, config.clone(), clock()).await;
+        let mut infos = Vec::new();
+        for i in 0..30 {
+            let epoch = LeaderEpoch(if i < 10 {
+                1
+            } else if i < 20 {
+                2
+            } else {
+                4
+            });
+            infos.push(
+                log.append(make_batch(3, 200, 5000 + i as i64, i as u8), epoch)
+                    .unwrap(),
+            );
+        }
+        log.wait_durable(infos.last().unwrap().last_offset)
+            .await
+            .unwrap();
+        assert_eq!(
+            log.end_offset_for_epoch(LeaderEpoch(1)),
+            Some((LeaderEpoch(1), infos[10].base_offset))
+        );
+        assert_eq!(
+            log.end_offset_for_epoch(LeaderEpoch(3)),
+            Some((LeaderEpoch(2), infos[20].base_offset))
+        );
+        // Truncate into the middle of a batch: the whole batch goes.
+        let cut = Offset(infos[15].base_offset.0 + 1);
+        log.truncate_to(cut).await.unwrap();
+        // Kafka: the log end is the target; the rest of the batch leaves a gap.
+        assert_eq!(log.log_end_offset(), cut);
+        assert_eq!(log.latest_epoch(), Some(LeaderEpoch(2)));
+        assert_eq!(read_all(&*log).await.len(), 15);
+        let info = log.append(make_batch(1, 10, 1, 9), LeaderEpoch(5)).unwrap();
+        assert_eq!(info.base_offset, cut);
+        log.wait_durable(info.last_offset).await.unwrap();
+        assert_eq!(
+            log.end_offset_for_epoch(LeaderEpoch(2)),
+            Some((LeaderEpoch(2), info.base_offset))
+        );
+        log.close().await.unwrap();
+        drop(log);
+        let log = open_sim(&s, config, clock()).await;
+        assert_eq!(log.log_end_offset(), info.last_offset.next());
+        assert_eq!(read_all(&*log).await.len(), 16);
+        assert_eq!(log.latest_epoch(), Some(LeaderEpoch(5)));
+    });
+}
+
+#[test]
+fn offset_for_timestamp_finds_first_record_at_or_after() {
+    run(|| async {
+        let s = SimStorage::new();
+        let config = LogConfig {
+            segment_bytes: 5000,
+            index_interval_bytes: 500,
+            ..LogConfig::default()
+        };
+        let log = open_sim(&s, config, clock()).await;
+        // Batch i has records with timestamps 1000*i + 0..4.
+        for i in 0..50i64 {
+            log.append(make_batch(4, 100, 1000 * i, i as u8), LeaderEpoch(0))
+                .unwrap();
+        }
+        let end = log.log_end_offset();
+        log.wait_durable(Offset(end.0 - 1)).await.unwrap();
+        for (ts, want) in [
+            (0, Some((0, 0))),
+            (2, Some((2, 2))),
+            (4, Some((4, 1000))),
+            (37_002, Some((37 * 4 + 2, 37_002))),
+            (49_003, Some((199, 49_003))),
+            (49_004, None),
+        ] {
+            let got = log.offset_for_timestamp(ts).await.unwrap();
+            assert_eq!(got, want.map(|(o, t)| (Offset(o), t)), "ts {ts}");
+        }
+        assert_eq!(log.max_timestamp(), Some((Offset(199), 49_003)));
+    });
+}
+
+#[test]
+fn in_flight_limit_backpressures_until_written() {
+    run(|| async {
+        let s = SimStorage::new();
+        let config = LogConfig {
+            in_flight_bytes_max: 3000,
+            flush_policy: FlushPolicy::None,
+            ..LogConfig::default()
+        };
+        let log = open_sim(&s, config, clock()).await;
+        log.append(make_batch(2, 1000, 1, 1), LeaderEpoch(0))
+            .unwrap();
+        assert!(!log.has_space(2100));
+        assert!(matches!(
+            log.append(make_batch(2, 1000, 1, 1), LeaderEpoch(0)),
+            Err(Error::LogInFlightFull { .. })
+        ));
+        log.wait_for_space(2100).await.unwrap();
+        log.append(make_batch(2, 1000, 1, 1), LeaderEpoch(0))
+            .unwrap();
+        assert_eq!(log.log_end_offset(), Offset(4));
+    });
+}
+
+#[test]
+fn tail_cache_respects_shard_budget() {
+    run(|| async {
+        let s = SimStorage::new();
+        let budgets = ShardBudgets::new(20_000, 64 << 20);
+        let mut logs = Vec::new();
+        for p in 0..4 {
+            let log = Log::open(
+                s.clone(),
+                PathBuf::from(format!("/data/t-{p}")),
+                topic(),
+                LogConfig::default(),
+                clock(),
+                budgets.clone(),
+            )
+            .await
+            .unwrap();
+            logs.push(log);
+        }
+        for round in 0..20 {
+            for log in &logs {
+                let info = log
+                    .append(make_batch(2, 1000, 1, round), LeaderEpoch(0))
+                    .unwrap();
+                log.wait_durable(info.last_offset).await.unwrap();
+            }
+        }
+        budgets.evict();
+        assert!(
+            budgets.tail_cache_bytes() <= 20_000,
+            "cache {}",
+            budgets.tail_cache_bytes()
+        );
+        // Evicted batches are still readable from the files.
+        for log in &logs {
+            assert_eq!(read_all(&**log).await.len(), 20);
+        }
+        drop(logs);
+        assert_eq!(budgets.tail_cache_bytes(), 0);
+    });
+}
+
+#[test]
+fn interval_and_none_policies() {
+    run(|| async {
+        let s = SimStorage::new();
+        let clk = clock();
+        let config = LogConfig {
+            flush_policy: FlushPolicy::Interval {
+                flush_ms: 1_000_000,
+                flush_messages: 10,
+            },
+            ..LogConfig::default()
+        };
+        let log = open_sim(&s, config, clk.clone()).await;
+        let info = log.append(make_batch(4, 10, 1, 1), LeaderEpoch(0)).unwrap();
+        log.wait_durable(info.last_offset).await.unwrap(); // does not wait
+        for _ in 0..20 {
+            futures_lite::future::yield_now().await;
+        }
+        assert_eq!(
+            log.synced_offset(),
+            Offset(0),
+            "4 messages < flush.messages: no fsync yet"
+        );
+        let info = log.append(make_batch(8, 10, 1, 1), LeaderEpoch(0)).unwrap();
+        for _ in 0..50 {
+            futures_lite::future::yield_now().await;
+        }
+        assert_eq!(log.synced_offset(), info.last_offset.next());
+    });
+}
+
+#[test]
+fn dma_log_roundtrip_and_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    run(move || async move {
+        let storage = DmaStorage::init(&root).await.unwrap();
+        let path = root.join("t-0");
+        let config = LogConfig {
+            segment_bytes: 64 << 10,
+            ..LogConfig::default()
+        };
+        let log = Log::open(
+            storage.clone(),
+            path.clone(),
+            topic(),
+            config.clone(),
+            clock(),
+            Rc::new(ShardBudgets::default()),
+        )
+        .await
+        .unwrap();
+        let mut last = Offset(0);
+        for i in 0..200 {
+            let info = log
+                .append(
+                    make_batch(16, 1000 - i, 7 + i as i64, i as u8),
+                    LeaderEpoch(2),
+                )
+                .unwrap();
+            last = info.last_offset;
+            if i % 10 == 0 {
+                log.wait_durable(last).await.unwrap();
+            }
+        }
+        log.wait_durable(last).await.unwrap();
+        let before = read_all(&*log).await;
+        assert_eq!(before.len(), 200);
+        // Without close: unclean reopen must find everything (all was durable).
+        drop(log);
+        let log = Log::open(
+            storage.clone(),
+            path.clone(),
+            topic(),
+            config.clone(),
+            clock(),
+            Rc::new(ShardBudgets::default()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(log.log_end_offset(), last.next());
+        let after = read_all(&*log).await;
+        assert_eq!(before, after);
+        let r = log.offset_for_timestamp(7 + 100).await.unwrap();
+        // Batch i holds timestamps 7+i..7+i+15: ts 107 first appears in batch 85, record 15.
+        assert_eq!(r, Some((Offset(85 * 16 + 15), 107)));
+        log.close().await.unwrap();
+        drop(log);
+        let log = Log::open(
+            storage,
+            path,
+            topic(),
+            config,
+            clock(),
+            Rc::new(ShardBudgets::default()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(read_all(&*log).await, before);
+    });
+}
+
+/// Model-based property test: random appends, reads, truncations, DeleteRecords,
+/// retention, clean reopens and power cuts against a vector of expected batches.
+#[test]
+fn model_based_random_workloads() {
+    let cases: u64 = std::env::var("LOG_MODEL_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24);
+    let first: u64 = std::env::var("LOG_MODEL_FIRST")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    for seed in first..first + cases {
+        run(move || async move { model_case(seed).await });
+    }
+}
+
+async fn model_case(seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut s = SimStorage::new();
+    let clk = clock();
+    let config = LogConfig {
+        segment_bytes: rng.gen_range(2000..20_000),
+        index_interval_bytes: rng.gen_range(100..3000),
+        ..LogConfig::default()
+    };
+    let mut log = open_sim(&s, config.clone(), clk.clone()).await;
+    // Expected batches (as stored) and the log start.
+    let mut model: Vec<Bytes> = Vec::new();
+    let mut log_start = 0i64;
+    let mut epoch = 0;
+    let mut model_end = 0i64;
+    let trace = std::env::var("LOG_MODEL_TRACE").is_ok();
+    for step in 0..rng.gen_range(20..120) {
+        let op = rng.gen_range(0..100);
+        if trace {
+            eprintln!(
+                "seed {seed} step {step} op {op} end {} start {}",
+                log.log_end_offset(),
+                log.log_start_offset()
+            );
+        }
+        match op {
+            0..=59 => {
+                if rng.gen_bool(0.05) {
+                    epoch += 1;
+                }
+                let b = make_batch(
+                    rng.gen_range(1..6),
+                    rng.gen_range(0..900),
+                    clk.now_ms(),
+                    step as u8,
+                );
+                let info = log.append(b, LeaderEpoch(epoch)).unwrap();
+                let r = log
+                    .read(info.base_offset, info.last_offset.next(), 1)
+                    .await
+                    .unwrap();
+                model.push(r.chunks[0].clone());
+                model_end = info.last_offset.0 + 1;
+                if rng.gen_bool(0.5) {
+                    log.wait_durable(info.last_offset).await.unwrap();
+                }
+            }
+            60..=67 => {
+                let end = log.log_end_offset().0;
+                if end > log_start {
+                    let to = rng.gen_range(log_start..=end);
+                    if trace {
+                        eprintln!("truncate to {to}");
+                    }
+                    log.truncate_to(Offset(to)).await.unwrap();
+                    model.retain(|b| BatchHeader::parse(b).unwrap().last_offset() < to);
+                    // Kafka: the log end becomes the target, even inside a removed batch.
+                    model_end = to;
+                }
+            }
+            68..=73 => {
+                let end = log.log_end_offset().0;
+                if end > log_start {
+                    let to = rng.gen_range(log_start..=end);
+                    log_start = log.delete_records_before(Offset(to)).await.unwrap().0;
+                    assert_eq!(log_start, to.max(log_start));
+                }
+            }
+            74..=78 => {
+                clk.advance_ms(rng.gen_range(0..1000));
+                log.enforce_retention().await.unwrap();
+                log_start = log.log_start_offset().0;
+            }
+            79..=84 => {
+                log.close().await.unwrap();
+                drop(log);
+                log = open_sim(&s, config.clone(), clk.clone()).await;
+                model_end = reopened_end(&model, log_start);
+            }
+            85..=89 => {
+                // Power cut after everything was made durable: nothing may be lost.
+                let end = log.log_end_offset();
+                if end.0 > 0 {
+                    log.wait_durable(Offset(end.0 - 1)).await.unwrap();
+                }
+                let keep = rng.gen_range(0..3usize);
+                s = s.cut_power(|n| match keep {
+                    0 => 0,
+                    1 => n,
+                    _ => n / 2,
+                });
+                drop(log);
+                log = open_sim(&s, config.clone(), clk.clone()).await;
+                model_end = reopened_end(&model, log_start);
+            }
+            _ => {
+                let end = log.log_end_offset().0;
+                if end > log_start {
+                    let at = rng.gen_range(log_start..end);
+                    let r = log
+                        .read(Offset(at), Offset(end), rng.gen_range(1..5000))
+                        .await
+                        .unwrap();
+                    let want = model
+                        .iter()
+                        .find(|b| BatchHeader::parse(b).unwrap().last_offset() >= at);
+                    match want {
+                        // A gap at the end (truncation target past the last batch).
+                        None => assert!(r.chunks.is_empty()),
+                        Some(w) => {
+                            assert_eq!(&r.chunks[0][..w.len().min(r.chunks[0].len())], &w[..])
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            log.log_start_offset().0,
+            log_start,
+            "seed {seed} step {step}"
+        );
+        let expected: Vec<Bytes> = model
+            .iter()
+            .filter(|b| BatchHeader::parse(b).unwrap().last_offset() >= log_start)
+            .cloned()
+            .collect();
+        let got = read_all(&*log).await;
+        if trace {
+            let offs = |v: &[Bytes]| {
+                v.iter()
+                    .map(|b| {
+                        let h = BatchHeader::parse(b).unwrap();
+                        (h.base_offset, h.last_offset())
+                    })
+                    .collect::<Vec<_>>()
+            };
+            eprintln!("got {:?}\nexp {:?}", offs(&got), offs(&expected));
+        }
+        assert_eq!(got.len(), expected.len(), "seed {seed} step {step}");
+        assert!(got == expected, "seed {seed} step {step}: content differs");
+        assert_eq!(
+            log.log_end_offset().0,
+            model_end.max(log_start),
+            "seed {seed} step {step}"
+        );
+    }
+}
+
+/// After a reopen the log end is where the last batch ends (a truncation gap is not
+/// remembered), but never below the log start.
+fn reopened_end(model: &[Bytes], log_start: i64) -> i64 {
+    model
+        .last()
+        .map_or(0, |b| BatchHeader::parse(b).unwrap().last_offset() + 1)
+        .max(log_start)
+}
+
+#[test]
+fn recovery_truncates_at_corruption_and_rebuilds_missing_indexes() {
+    run(|| async {
+        let s = SimStorage::new();
+        let config = LogConfig {
+            segment_bytes: 6000,
+            index_interval_bytes: 500,
+            ..LogConfig::default()
+        };
+        let log = open_sim(&s, config.clone(), clock()).await;
+        let mut infos = Vec::new();
+        for i in 0..40 {
+            infos.push(
+                log.append(make_batch(2, 300, 10 * i as i64, i as u8), LeaderEpoch(1))
+                    .unwrap(),
+            );
+        }
+        log.wait_durable(infos.last().unwrap().last_offset)
+            .await
+            .unwrap();
+        let before = read_all(&*log).await;
+        drop(log); // crash: no clean-shutdown marker
+        let s = s.cut_power(|n| n);
+        // A sealed segment loses its index files: rebuilt by a scan.
+        let dir = Path::new("/data/t-0");
+        let names = s.list_dir(dir).await.unwrap();
+        let first_index = names
+            .iter()
+            .find(|n| n.ends_with(".index"))
+            .unwrap()
+            .clone();
+        s.remove_file(&dir.join(&first_index)).await.unwrap();
+        // Flip a byte inside a batch in the last segment (past the recovery point).
+        let last_log = names
+            .iter()
+            .filter(|n| n.ends_with(".log"))
+            .next_back()
+            .unwrap()
+            .clone();
+        let last_base: i64 = last_log[..20].parse().unwrap();
+        let in_last: Vec<&AppendInfo> = infos
+            .iter()
+            .filter(|i| i.base_offset.0 >= last_base)
+            .collect();
+        assert!(
+            in_last.len() >= 3,
+            "test needs a few batches in the last segment"
+        );
+        let victim = in_last[1];
+        let victim_pos = in_last[0].bytes as u64 + 70;
+        s.corrupt(&dir.join(&last_log), victim_pos, &[0xAA])
+            .unwrap();
+        let log = open_sim(&s, config, clock()).await;
+        assert_eq!(
+            log.log_end_offset(),
+            victim.base_offset,
+            "log must end before the corrupt batch"
+        );
+        let after = read_all(&*log).await;
+        assert_eq!(&after[..], &before[..after.len()]);
+        assert_eq!(
+            after.len(),
+            infos
+                .iter()
+                .position(|i| i.base_offset == victim.base_offset)
+                .unwrap()
+        );
+        // Index lookups work in the segment whose index was rebuilt.
+        let r = log
+            .read(infos[3].base_offset, log.log_end_offset(), 1)
+            .await
+            .unwrap();
+        assert_eq!(r.chunks[0], before[3]);
+    });
+}
+
+#[test]
+fn topic_id_mismatch_is_refused() {
+    run(|| async {
+        let s = SimStorage::new();
+        let log = open_sim(&s, LogConfig::default(), clock()).await;
+        log.close().await.unwrap();
+        drop(log);
+        let other = TopicId(uuid::Uuid::from_u128(0x9999));
+        let r = Log::open(
+            s.clone(),
+            PathBuf::from("/data/t-0"),
+            other,
+            LogConfig::default(),
+            clock(),
+            Rc::new(ShardBudgets::default()),
+        )
+        .await;
+        assert!(matches!(r, Err(Error::TopicIdMismatch { .. })));
+    });
+}
+
+#[test]
+fn aux_files_and_delete() {
+    run(|| async {
+        let s = SimStorage::new();
+        let log = open_sim(&s, LogConfig::default(), clock()).await;
+        log.write_aux_file("replication-offset-checkpoint", b"0\n1\n42\n")
+            .await
+            .unwrap();
+        assert_eq!(
+            log.read_aux_file("replication-offset-checkpoint")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(&b"0\n1\n42\n"[..])
+        );
+        assert_eq!(log.read_aux_file("absent").await.unwrap(), None);
+        assert!(log.write_aux_file("../escape", b"x").await.is_err());
+        assert!(log
+            .write_aux_file("00000000000000000000.log", b"x")
+            .await
+            .is_err());
+        let moved = log.delete().await.unwrap();
+        assert!(moved.to_string_lossy().ends_with("-delete"));
+        assert!(!s.exists(Path::new("/data/t-0")).await.unwrap());
+        assert!(!s.exists(&moved).await.unwrap());
+    });
+}
+
+mod index_props {
+    use super::super::index::SegmentIndex;
+    use crate::batch::BatchHeader;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The offset index never points past the batch holding an offset, and the time
+        /// index never skips a batch whose maximum timestamp reaches the target.
+        #[test]
+        fn lookups_agree_with_a_linear_scan(
+            sizes in proptest::collection::vec((1i32..20, 61u64..3000, 0i64..1000), 1..200),
+            interval in 0u64..8000,
+            probe in 0i64..4000,
+            ts in 0i64..1100,
+        ) {
+            let base = 1000i64;
+            let mut idx = SegmentIndex::new();
+            let mut batches = Vec::new();
+            let (mut pos, mut off) = (0u64, base);
+            for (count, len, max_ts) in sizes {
+                let h = BatchHeader {
+                    base_offset: off, batch_length: (len - 12) as i32, partition_leader_epoch: 0, magic: 2,
+                    crc: 0, attributes: 0, last_offset_delta: count - 1, base_timestamp: 0,
+                    max_timestamp: max_ts, producer_id: -1, producer_epoch: -1, base_sequence: -1,
+                    record_count: count,
+                };
+                idx.on_batch(base, &h, pos, interval);
+                batches.push((pos, off, h.last_offset(), max_ts));
+                pos += len;
+                off += count as i64;
+            }
+            let target = base + probe % (off - base);
+            let start = idx.lookup_position(base, target);
+            let holder = batches.iter().find(|b| b.2 >= target).unwrap();
+            prop_assert!(start <= holder.0, "index points past the batch holding {}", target);
+            prop_assert!(batches.iter().any(|b| b.0 == start), "index points into a batch");
+            let from = idx.lookup_time(base, ts);
+            if let Some(first) = batches.iter().find(|b| b.3 >= ts) {
+                prop_assert!(from <= first.1, "time index skipped the first qualifying batch");
+            }
+            let encoded = SegmentIndex::decode(&idx.encode_offsets(), &idx.encode_times(), pos + 1).unwrap();
+            prop_assert_eq!(&encoded.offsets, &idx.offsets);
+            prop_assert_eq!(&encoded.times, &idx.times);
+        }
+    }
+}

@@ -1,1 +1,0 @@
-//! TODO(owner): placeholder so the crate builds while this module is written.

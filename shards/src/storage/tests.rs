@@ -1,0 +1,125 @@
+//! Tests of the storage seam: the simulated storage's durability model.
+
+use std::path::Path;
+
+use super::*;
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    futures_lite::future::block_on(f)
+}
+
+#[test]
+fn sim_keeps_only_synced_bytes_and_entries() {
+    block_on(async {
+        let s = SimStorage::new();
+        create_dir_all(&s, Path::new("/d")).await.unwrap();
+        let f = s.open(Path::new("/d/a"), true).await.unwrap();
+        let mut buf = f.alloc_buf(BLOCK_BYTES);
+        buf[..3].copy_from_slice(b"abc");
+        f.write_at(buf, 0).await.unwrap();
+        f.fdatasync().await.unwrap();
+        // File data synced but its directory entry was not: the file is lost.
+        let after = s.cut_power(|n| n);
+        assert!(!after.exists(Path::new("/d/a")).await.unwrap());
+        assert!(after.exists(Path::new("/d")).await.unwrap());
+
+        let f = after.open(Path::new("/d/a"), true).await.unwrap();
+        after.sync_dir(Path::new("/d")).await.unwrap();
+        let mut buf = f.alloc_buf(BLOCK_BYTES);
+        buf[..3].copy_from_slice(b"xyz");
+        f.write_at(buf, 0).await.unwrap();
+        f.fdatasync().await.unwrap();
+        let mut buf = f.alloc_buf(BLOCK_BYTES);
+        buf[..3].copy_from_slice(b"QQQ");
+        f.write_at(buf, BLOCK_BYTES as u64).await.unwrap();
+        let dropped = after.cut_power(|_| 0);
+        let g = dropped.open(Path::new("/d/a"), false).await.unwrap();
+        assert_eq!(g.size().await.unwrap(), BLOCK_BYTES as u64);
+        assert_eq!(&g.read_at(0, 3).await.unwrap()[..], b"xyz");
+    });
+}
+
+#[test]
+fn sim_tears_first_lost_write() {
+    block_on(async {
+        let s = SimStorage::new();
+        let f = s.open(Path::new("/a"), true).await.unwrap();
+        s.sync_dir(Path::new("/")).await.unwrap();
+        let buf = vec![7u8; 2 * BLOCK_BYTES];
+        f.write_at(buf, 0).await.unwrap();
+        // Keep 0 ops, tear the first write after 100 bytes.
+        let mut calls = 0;
+        let cut = s.cut_power(|n| {
+            calls += 1;
+            if calls == 1 {
+                0
+            } else {
+                100.min(n)
+            }
+        });
+        let g = cut.open(Path::new("/a"), false).await.unwrap();
+        assert_eq!(g.size().await.unwrap(), 100);
+        assert!(g.read_at(0, 100).await.unwrap().iter().all(|b| *b == 7));
+    });
+}
+
+#[test]
+fn sim_dies_after_countdown() {
+    block_on(async {
+        let s = SimStorage::new();
+        s.fail_after_ops(1);
+        s.create_dir(Path::new("/x")).await.unwrap();
+        assert!(s.create_dir(Path::new("/y")).await.is_err());
+        assert!(s.is_dead());
+        assert!(s.exists(Path::new("/x")).await.is_err());
+    });
+}
+
+#[test]
+fn atomic_write_replaces_whole_content() {
+    block_on(async {
+        let s = SimStorage::new();
+        write_file_atomic(&s, Path::new("/"), "cp", b"one")
+            .await
+            .unwrap();
+        write_file_atomic(&s, Path::new("/"), "cp", b"second")
+            .await
+            .unwrap();
+        let after = s.cut_power(|_| 0);
+        let got = read_file(&after, Path::new("/cp")).await.unwrap();
+        assert_eq!(got.as_deref(), Some(&b"second"[..]));
+        assert!(!after.exists(Path::new("/cp.tmp")).await.unwrap());
+    });
+}
+
+#[test]
+fn dma_storage_roundtrip() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    glommio::LocalExecutorBuilder::default()
+        .spawn(move || async move {
+            let s = DmaStorage::init(&path).await.unwrap();
+            write_file_atomic(&s, &path, "cp", b"hello dma")
+                .await
+                .unwrap();
+            let got = read_file(&s, &path.join("cp")).await.unwrap();
+            assert_eq!(got.as_deref(), Some(&b"hello dma"[..]));
+            let f = s.open(&path.join("seg"), true).await.unwrap();
+            f.preallocate(1 << 20).await.unwrap();
+            assert_eq!(f.size().await.unwrap(), 1 << 20);
+            let mut buf = f.alloc_buf(BLOCK_BYTES);
+            buf.as_mut()[..5].copy_from_slice(b"abcde");
+            f.write_at(buf, BLOCK_BYTES as u64).await.unwrap();
+            f.fdatasync().await.unwrap();
+            assert_eq!(
+                &f.read_at(BLOCK_BYTES as u64 + 1, 3).await.unwrap()[..],
+                b"bcd"
+            );
+            let names = s.list_dir(&path).await.unwrap();
+            assert!(names.contains(&"seg".to_string()) && names.contains(&"cp".to_string()));
+            f.close().await.unwrap();
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}

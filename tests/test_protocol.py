@@ -1,0 +1,168 @@
+"""Kafka's error codes and limits where clients act on them: per-partition Produce
+errors, OFFSET_OUT_OF_RANGE, message.max.bytes, LogAppendTime, and the connection
+limits connections.max.idle.ms and max.connections."""
+
+import struct
+import time
+
+import pytest
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, KafkaError
+
+import kwire
+from clients import assert_delivered, consume, create_topic, produce_all
+
+NONE = 0
+OFFSET_OUT_OF_RANGE = 1
+CORRUPT_MESSAGE = 2
+UNKNOWN_TOPIC_OR_PARTITION = 3
+MESSAGE_TOO_LARGE = 10
+INVALID_REQUIRED_ACKS = 21
+
+
+def produce_raw(broker, topic, partition, batch, acks=1, version=3):
+    f = kwire.roundtrip(broker.port, kwire.produce_request(topic, partition, batch, acks=acks, version=version))
+    assert f is not None, "connection closed instead of a Produce response"
+    return kwire.parse_produce_v3(f)[(topic, partition)]
+
+
+def test_raw_produce_then_fetch(broker, topic_name):
+    """The hand-built batch is valid: appended at offset 0, fetched back byte-exact
+    except baseOffset/partitionLeaderEpoch (which the broker assigns)."""
+    create_topic(broker.bootstrap, topic_name, 1)
+    batch = kwire.record_batch([(b"k", b"v"), (None, b"w"), (b"x", None)], 1_700_000_000_000)
+    assert produce_raw(broker, topic_name, 0, batch) == (NONE, 0)
+    assert produce_raw(broker, topic_name, 0, batch) == (NONE, 3)
+    f = kwire.roundtrip(broker.port, kwire.fetch_v4_request(topic_name, 0, 0))
+    err, hw, records = kwire.parse_fetch_v4(f)[(topic_name, 0)]
+    assert (err, hw) == (NONE, 6)
+    bs = kwire.batches(records)
+    assert [(b["base_offset"], b["count"], b["crc_ok"]) for b in bs] == [(0, 3, True), (3, 3, True)]
+    # Stored verbatim: everything after partitionLeaderEpoch is what we sent.
+    assert records[8:12] == batch[8:12] and records[16 : len(batch)] == batch[16:]
+
+
+def test_produce_per_partition_errors(broker, topic_name):
+    create_topic(broker.bootstrap, topic_name, 1)
+    good = kwire.record_batch([(b"k", b"v")], 1_700_000_000_000)
+    assert produce_raw(broker, topic_name, 7, good)[0] == UNKNOWN_TOPIC_OR_PARTITION
+    bad_crc = kwire.record_batch([(b"k", b"v")], 1_700_000_000_000, corrupt_crc=True)
+    assert produce_raw(broker, topic_name, 0, bad_crc)[0] == CORRUPT_MESSAGE
+    assert produce_raw(broker, topic_name, 0, good, acks=2)[0] == INVALID_REQUIRED_ACKS
+    # Nothing of the rejected requests was written.
+    f = kwire.roundtrip(broker.port, kwire.fetch_v4_request(topic_name, 0, 0))
+    err, hw, _ = kwire.parse_fetch_v4(f)[(topic_name, 0)]
+    assert (err, hw) == (NONE, 0)
+    assert produce_raw(broker, topic_name, 0, good) == (NONE, 0)
+
+
+def test_produce_v2_listed_but_rejected(broker, topic_name):
+    """Produce v0-2 are advertised (librdkafka needs them listed) and answered with
+    UNSUPPORTED_VERSION, as Kafka 4 does — or the connection is closed."""
+    _, _, keys = kwire.api_versions(broker.port)
+    assert keys[kwire.API_PRODUCE][0] == 0
+    create_topic(broker.bootstrap, topic_name, 1)
+    batch = kwire.record_batch([(b"k", b"v")], 1_700_000_000_000)
+    # v2 has no transactional id: build it by hand.
+    body = struct.pack(">hi", 1, 5000) + struct.pack(">i", 1) + kwire.string(topic_name)
+    body += struct.pack(">ii", 1, 0) + struct.pack(">i", len(batch)) + batch
+    f = kwire.roundtrip(broker.port, kwire.frame(kwire.header(kwire.API_PRODUCE, 2, 1) + body))
+    if f is not None:
+        assert kwire.UNSUPPORTED_VERSION in (struct.unpack_from(">h", f, i)[0] for i in range(4, len(f) - 1)), f.hex()
+    f = kwire.roundtrip(broker.port, kwire.fetch_v4_request(topic_name, 0, 0))
+    assert kwire.parse_fetch_v4(f)[(topic_name, 0)][1] == 0, "a Produce v2 record was written"
+
+
+def test_fetch_offset_out_of_range(broker, topic_name):
+    assert_delivered(produce_all(broker.bootstrap, topic_name, [{"value": b"%d" % i} for i in range(10)]), 10)
+    f = kwire.roundtrip(broker.port, kwire.fetch_v4_request(topic_name, 0, 11))
+    err, hw, records = kwire.parse_fetch_v4(f)[(topic_name, 0)]
+    assert (err, hw, records) == (OFFSET_OUT_OF_RANGE, 10, b"")
+    # Fetching exactly at the end is not out of range: it is empty (after max wait).
+    f = kwire.roundtrip(broker.port, kwire.fetch_v4_request(topic_name, 0, 10))
+    assert kwire.parse_fetch_v4(f)[(topic_name, 0)] == (NONE, 10, b"")
+
+
+def test_message_max_bytes(broker_factory, topic_name):
+    b = broker_factory(extra_args=["--set", "message.max.bytes=20000"])
+    # The client allows larger messages than the broker: the broker must refuse.
+    conf = {"message.max.bytes": 1_000_000, "linger.ms": 0}
+    reports = produce_all(b.bootstrap, topic_name, [{"value": b"x" * 50_000, "partition": 0}], conf=conf)
+    assert [r.error.code() if r.error else None for r in reports] == [KafkaError.MSG_SIZE_TOO_LARGE]
+    reports = produce_all(b.bootstrap, topic_name, [{"value": b"x" * 10_000, "partition": 0}], conf=conf)
+    assert_delivered(reports, 1)
+    assert reports[0].offset == 0
+
+
+def test_topic_max_message_bytes(broker, topic_name):
+    create_topic(broker.bootstrap, topic_name, 1, {"max.message.bytes": "5000"})
+    conf = {"linger.ms": 0}
+    reports = produce_all(broker.bootstrap, topic_name, [{"value": b"y" * 20_000, "partition": 0}], conf=conf)
+    assert [r.error.code() if r.error else None for r in reports] == [KafkaError.MSG_SIZE_TOO_LARGE]
+    assert_delivered(produce_all(broker.bootstrap, topic_name, [{"value": b"y" * 1000, "partition": 0}], conf=conf), 1)
+
+
+@pytest.mark.xfail(reason="LogAppendTime stamping not merged (the interim log keeps CreateTime)", strict=False)
+def test_log_append_time(broker, topic_name):
+    create_topic(broker.bootstrap, topic_name, 1, {"message.timestamp.type": "LogAppendTime"})
+    t0_ms = int(time.time() * 1000)
+    msgs = [{"value": b"%d" % i, "partition": 0, "timestamp": 1_000_000_000_000 + i} for i in range(20)]
+    assert_delivered(produce_all(broker.bootstrap, topic_name, msgs, conf={"linger.ms": 20}), 20)
+    t1_ms = int(time.time() * 1000)
+    got = consume(broker.bootstrap, topic_name, [0], 20)
+    for m in got:
+        kind, ts = m.timestamp()
+        assert kind == TIMESTAMP_LOG_APPEND_TIME
+        assert t0_ms - 1000 <= ts <= t1_ms + 1000, (ts, t0_ms, t1_ms)
+    # The broker recomputed the CRC after stamping (attributes and maxTimestamp are inside it).
+    f = kwire.roundtrip(broker.port, kwire.fetch_v4_request(topic_name, 0, 0))
+    bs = kwire.batches(kwire.parse_fetch_v4(f)[(topic_name, 0)][2])
+    assert bs and all(b["crc_ok"] and b["attributes"] & 0x08 for b in bs)
+
+
+def test_idle_connection_closed(broker_factory):
+    b = broker_factory(extra_args=["--set", "connections.max.idle.ms=1000"])
+    with kwire.connect(b.port) as idle, kwire.connect(b.port) as busy:
+        for s in (idle, busy):
+            s.sendall(kwire.frame(kwire.header(kwire.API_API_VERSIONS, 0, 1)))
+            assert kwire.read_frame(s) is not None
+        # The busy connection sends a request every 300 ms and must stay open; the idle
+        # one must be closed about 1 s after its last request.
+        t0 = time.monotonic()
+        for i in range(10):
+            busy.sendall(kwire.frame(kwire.header(kwire.API_API_VERSIONS, 0, 100 + i)))
+            assert kwire.read_frame(busy) is not None, f"busy connection closed after {time.monotonic() - t0:.1f}s"
+            time.sleep(0.3)
+        what, _ = kwire.outcome(idle, timeout_s=2.0)
+        assert what == "closed", f"idle connection still open after {time.monotonic() - t0:.1f}s"
+
+
+def test_max_connections(broker_factory):
+    b = broker_factory(extra_args=["--set", "max.connections=4"])
+    time.sleep(0.2)  # the readiness probe's connection is gone
+    socks = []
+    try:
+        for i in range(4):
+            s = kwire.connect(b.port)
+            s.sendall(kwire.frame(kwire.header(kwire.API_API_VERSIONS, 0, i)))
+            assert kwire.read_frame(s) is not None, f"connection {i + 1} of 4 refused"
+            socks.append(s)
+        with kwire.connect(b.port) as extra:
+            try:
+                extra.sendall(kwire.frame(kwire.header(kwire.API_API_VERSIONS, 0, 9)))
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            what, _ = kwire.outcome(extra, timeout_s=3.0)
+            assert what == "closed", "a 5th connection was served with max.connections=4"
+        # Freeing a slot lets a new connection in.
+        socks.pop().close()
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                kwire.api_versions(b.port, timeout_s=2.0)
+                break
+            except (OSError, ConnectionError):
+                assert time.monotonic() < deadline, "no connection accepted after one was closed"
+                time.sleep(0.1)
+    finally:
+        for s in socks:
+            s.close()
