@@ -145,13 +145,33 @@ def main():
              "| row | metric | Riptide | ceiling | Riptide / ceiling | Riptide CPU core-s/GiB | Tansu | Tansu CPU core-s/GiB | Riptide / Tansu |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     details = []
+    gap_rows = []
     for row in rows:
         d = os.path.join(out, row)
         title = open(os.path.join(d, "title.txt")).read().strip() if os.path.exists(os.path.join(d, "title.txt")) else row
         command = open(os.path.join(d, "command.txt")).read().strip() if os.path.exists(os.path.join(d, "command.txt")) else "?"
+        details += [f"### Row {row}: {title}", "", "```", command, "```", ""]
+        died = os.path.join(d, "broker-died.txt")
+        if os.path.exists(died):
+            details += ["**" + open(died).read().strip() + "**", ""]
+        maxes = glob.glob(os.path.join(d, "max-*.json"))
+        if maxes:
+            for m in load(maxes[0]) or []:
+                details.append(f"**{m['target']}**: max rate {m['max_rate_msgs_per_s'] or 'not found'} msg/s "
+                               f"(publish p99 < {m['p99_limit_ms']} ms)")
+                details += ["", "| step rate (msg/s) | achieved (msg/s) | publish p99 (ms) | errors | held |", "|---:|---:|---:|---:|---|"]
+                for st in m["steps"]:
+                    rate = st["rate_msgs_per_s"] or "unthrottled"
+                    p99 = st["publish_p99_ms"]
+                    details.append(f"| {rate} | {st['achieved_msgs_per_s']:,.0f} | {fmt(p99, 2)} | {st['errors']} | {st['held']} |")
+                details.append("")
+                name = "Riptide" if m["target"] == "riptide" else m["target"]
+                table.append(f"| {row} | max msg/s held, p99 < {m['p99_limit_ms']} ms ({name}) | "
+                             f"{fmt(m['max_rate_msgs_per_s'], 0) if m['target'] == 'riptide' else '–'} | – | – | – | "
+                             f"{fmt(m['max_rate_msgs_per_s'], 0) if m['target'] != 'riptide' else '–'} | – | – |")
+            continue
         jsons = [j for j in glob.glob(os.path.join(d, "*.json"))]
         summary = load(jsons[0]) if jsons else None
-        details += [f"### Row {row}: {title}", "", "```", command, "```", ""]
         if not summary:
             details += ["No result: the run failed. Last lines of its log:", "", "```"]
             try:
@@ -162,6 +182,8 @@ def main():
             table.append(f"| {row} | failed | – | – | – | – | – | – | – |")
             continue
         what, rip, ceiling, frac, cpu, peer, peer_cpu, ratio = headline(row, summary, c)
+        if frac is not None:
+            gap_rows.append((row, frac, what))
         table.append(f"| {row} | {what} | {fmt(rip, 2)} | {fmt(ceiling, 2)} | {fmt(frac and frac * 100, 1)}{'%' if frac else ''} "
                      f"| {fmt(cpu, 2)} | {fmt(peer, 2)} | {fmt(peer_cpu, 2)} | {fmt(ratio, 2)}{'×' if ratio else ''} |")
         md_path = next(iter(glob.glob(os.path.join(d, "*.md"))), None)
@@ -174,6 +196,21 @@ def main():
         details += [md.strip(), ""]
     lines += table + ["", "Ceiling for produce: min(loopback, disk write); consume: loopback (2c: disk read); "
                       "latency rows compare e2e p99 with the fdatasync p99 (flush.policy=always).", ""]
+    gaps = sorted(gap_rows, key=lambda g: g[1])
+    if gaps:
+        lines += ["### Biggest gaps to the ceilings (Riptide / ceiling, lowest first)", ""]
+        lines += [f"- row {r}: {what} at {frac * 100:.1f}% of the ceiling" for r, frac, what in gaps[:5]]
+        lines.append("")
+    fg = os.path.join(out, "flamegraphs.txt")
+    if os.path.exists(fg):
+        lines += ["### Flamegraphs (Riptide, this run)", ""]
+        for svg in open(fg).read().split():
+            rel = os.path.relpath(os.path.abspath(svg), os.path.dirname(os.path.abspath(bench_md)))
+            lines.append(f"- [{os.path.basename(svg)}]({rel}); hottest leaf functions:")
+            top = svg[:-4] + ".top.txt"
+            if os.path.exists(top):
+                lines += ["", "  ```"] + ["  " + l for l in open(top).read().splitlines()[:8]] + ["  ```", ""]
+        lines.append("")
     lines += details + [END]
     section = "\n".join(lines) + "\n"
     if os.path.exists(bench_md):

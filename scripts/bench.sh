@@ -8,25 +8,40 @@
 # Usage: scripts/bench.sh                # full suite (long: ~1-2 hours on 2 cores)
 #        MODE=quick scripts/bench.sh     # seconds per run, for checking the pipeline
 # Knobs (environment):
-#   ROWS="1 2 3 4 5"    suite rows to run          RUNS=5      runs per target (quick: 2)
+#   ROWS="1 0 2 3 4 5 f"  suite rows (0 = max-rate search, f = Riptide flamegraphs)         RUNS=5      runs per target (quick: 2)
 #   PEER=tansu|none     the side-by-side peer      SKIP_RIPTIDE=1  peer only (no Riptide yet)
 #   RIPTIDE_CMD         how to start Riptide; $RIPTIDE_PORT, $DATA_DIR and $FLUSH_POLICY are
 #                       expanded when it runs (default below)
 #   MAX_RATE            msg/s used as "max" by rows 3 and 5 (default: measured in row 1)
 #   OUT                 raw results directory      BENCH_MD    file to rewrite
+#   BUILD_RIPTIDE=0     do not build Riptide (e.g. RIPTIDE_CMD points at a prebuilt binary)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 MODE=${MODE:-full}
-ROWS=${ROWS:-"1 2 3 4 5"}
+ROWS=${ROWS:-"1 0 2 3 4 5 f"}
 PEER=${PEER:-tansu}
 SKIP_RIPTIDE=${SKIP_RIPTIDE:-0}
-RIPTIDE_PORT=${RIPTIDE_PORT:-29092}
-PEER_PORT=${PEER_PORT:-29192}
-IPERF_PORT=${IPERF_PORT:-29201}
+# A free port, chosen at random: brokers may use SO_REUSEPORT, and then a second broker on
+# the same port silently takes half the connections.
+port_free() { [[ -z $(ss -Hltn "sport = :$1") ]]; }
+pick_port() {
+    local p
+    for _ in $(seq 1 200); do
+        p=$((20000 + RANDOM % 30000))
+        if port_free "$p"; then echo "$p"; return 0; fi
+    done
+    echo "bench: no free port found" >&2
+    return 1
+}
+RIPTIDE_PORT=${RIPTIDE_PORT:-$(pick_port)}
+PEER_PORT=${PEER_PORT:-$(pick_port)}
+IPERF_PORT=${IPERF_PORT:-$(pick_port)}
+# The processes listening on a port (one line each).
+listeners() { ss -Hltnp "sport = :$1" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u; }
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-OUT=${OUT:-$ROOT/bench-results/$STAMP}
+OUT=${OUT:-$ROOT/target/bench-results/$STAMP}
 BENCH_MD=${BENCH_MD:-$ROOT/BENCHMARKS.md}
 PLOTS_DIR=${PLOTS_DIR:-$ROOT/benchmarks/plots}
 SCRATCH=${SCRATCH:-$(mktemp -d /tmp/riptide-bench.XXXXXX)}
@@ -43,6 +58,7 @@ if [[ $MODE == quick ]]; then
     BACKLOG=(--set consume_backlog_bytes=268435456)
     E2E_SHORT=(--set warmup_s=1 --set duration_s=5)
     MIXED_SHORT=(--set warmup_s=2 --set duration_s=15)
+    MAX_SHORT=(--set warmup_s=1 --set duration_s=4 --set produce_bytes_min=0)
 else
     RUNS=${RUNS:-5}
     RUNS_E2E=${RUNS_E2E:-3}
@@ -51,6 +67,8 @@ else
     BACKLOG=()
     E2E_SHORT=()
     MIXED_SHORT=()
+    # "Max" (issue 4): the highest rate held for 60 s with publish p99 < 50 ms.
+    MAX_SHORT=(--set warmup_s=10 --set duration_s=60 --set produce_bytes_min=0)
 fi
 
 mkdir -p "$OUT" "$PLOTS_DIR"
@@ -71,16 +89,28 @@ start_riptide() {  # $1 = flush policy
     [[ $SKIP_RIPTIDE == 1 ]] && return 0
     stop_riptide
     rm -rf "$DATA_DIR" && mkdir -p "$DATA_DIR"
+    if ! port_free "$RIPTIDE_PORT"; then
+        log "port $RIPTIDE_PORT is taken by pid(s) $(listeners "$RIPTIDE_PORT" | tr '\n' ' '); picking another"
+        RIPTIDE_PORT=$(pick_port)
+    fi
     local FLUSH_POLICY=$1 cmd
     cmd=$(RIPTIDE_PORT=$RIPTIDE_PORT DATA_DIR=$DATA_DIR FLUSH_POLICY=$FLUSH_POLICY envsubst_simple "$RIPTIDE_CMD")
     log "starting riptide: $cmd"
     # shellcheck disable=SC2086
-    $cmd >"$OUT/riptide-$FLUSH_POLICY.log" 2>&1 &
+    echo "=== $(date -u +%H:%M:%S) $cmd" >>"$OUT/riptide.log"
+    $cmd >>"$OUT/riptide.log" 2>&1 &
     RIPTIDE_PID=$!
     if ! wait_port "$RIPTIDE_PORT"; then
-        log "riptide did not open port $RIPTIDE_PORT (see $OUT/riptide-$FLUSH_POLICY.log); continuing with the peer only"
+        log "riptide did not open port $RIPTIDE_PORT (see $OUT/riptide.log); continuing with the peer only"
         kill "$RIPTIDE_PID" 2>/dev/null || true
         RIPTIDE_PID=""
+        return 1
+    fi
+    local owners
+    owners=$(listeners "$RIPTIDE_PORT" | tr '\n' ' ')
+    if [[ $owners != "$RIPTIDE_PID " ]]; then
+        log "port $RIPTIDE_PORT is held by pid(s) $owners, not only riptide $RIPTIDE_PID: refusing to measure a mix"
+        stop_riptide
         return 1
     fi
 }
@@ -96,6 +126,7 @@ stop_riptide() {
 start_peer() {
     [[ $PEER == none ]] && return 0
     stop_peer
+    port_free "$PEER_PORT" || PEER_PORT=$(pick_port)
     scripts/peer-tansu.sh start "$PEER_PORT" "$PEER_PIDFILE" "$OUT/tansu.log" >/dev/null
 }
 
@@ -107,6 +138,7 @@ cleanup() {
     rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM
 
 # Expands $RIPTIDE_PORT, $DATA_DIR and $FLUSH_POLICY in a command template (no eval).
 envsubst_simple() {
@@ -119,6 +151,7 @@ envsubst_simple() {
 
 # Fresh brokers for every row: Tansu keeps everything in memory, Riptide gets an empty dir.
 fresh_brokers() {  # $1 = flush policy
+    CURRENT_POLICY=$1
     start_riptide "$1" || true
     start_peer
 }
@@ -151,7 +184,16 @@ run_row() {
     echo "$title" >"$dir/title.txt"
     if ! "${cmd[@]}" >"$dir/stdout.md" 2>"$dir/stderr.log"; then
         log "row $id failed (see $dir/stderr.log)"
-        tail -5 "$dir/stderr.log" >&2
+        grep -v '^ *[0-9]*: \|^ *at ' "$dir/stderr.log" | tail -6 >&2
+    fi
+    # A broker that died during the row is restarted, and the death recorded in the report.
+    if [[ -n $RIPTIDE_PID ]] && ! kill -0 "$RIPTIDE_PID" 2>/dev/null; then
+        wait "$RIPTIDE_PID" 2>/dev/null
+        local rc=$?
+        log "riptide (pid $RIPTIDE_PID) died during row $id with status $rc; see $OUT/riptide.log"
+        echo "Riptide (pid $RIPTIDE_PID) exited with status $rc during this row; see riptide.log." >"$dir/broker-died.txt"
+        RIPTIDE_PID=""
+        start_riptide "${CURRENT_POLICY:-always}" || true
     fi
 }
 
@@ -161,7 +203,7 @@ if [[ $SKIP_RIPTIDE == 1 ]]; then
     cargo build --release -p perf --features rdkafka --bin riptide-perf
 else
     cargo build --release -p perf --features rdkafka --bin riptide-perf
-    cargo build --release --bin riptide
+    [[ ${BUILD_RIPTIDE:-1} == 1 ]] && cargo build --release --bin riptide
 fi
 [[ $PEER == tansu ]] && scripts/peer-tansu.sh install
 
@@ -192,17 +234,29 @@ ceilings() {
 ceilings
 
 # --- suite ------------------------------------------------------------------------------
-max_rate() {  # median produce msg/s of the first target in row 1b, or $MAX_RATE
+# The first target's max rate: $MAX_RATE, else row 0's search, else row 1b's median.
+max_rate() {
     if [[ -n ${MAX_RATE:-} ]]; then echo "$MAX_RATE"; return; fi
-    python3 - "$OUT/1b/produce-1k-3p-native.json" <<'PY' 2>/dev/null || echo 20000
+    python3 - "$OUT/0/max-produce-1k-3p.json" "$OUT/1b/produce-1k-3p-native.json" <<'PY' 2>/dev/null || echo 20000
 import json, sys
-s = json.load(open(sys.argv[1]))
+try:
+    m = json.load(open(sys.argv[1]))[0]["max_rate_msgs_per_s"]
+    if m:
+        print(int(m)); sys.exit(0)
+except (OSError, ValueError, IndexError, KeyError):
+    pass
+s = json.load(open(sys.argv[2]))
 print(int(s["targets"][0]["metrics"]["produce (msg/s)"]["median"]))
 PY
 }
 
 for row in $ROWS; do
     case $row in
+    0)
+        fresh_brokers always
+        run_row 0 "Max rate: highest producer rate held with publish p99 < 50 ms, acks=all (native)" \
+            produce-1k-3p native 1 --set acks=all --find-max-p99-ms 50 "${MAX_SHORT[@]}"
+        ;;
     1)
         fresh_brokers always
         run_row 1a "Produce 1 KiB, 3 partitions, acks=1 (native)" produce-1k-3p native "$RUNS" --set acks=1 "${SHORT[@]}"
@@ -243,6 +297,22 @@ for row in $ROWS; do
         fresh_brokers always
         run_row 5 "Mixed produce+consume at 50% of max ($((max / 2)) msg/s), acks=all (native)" mixed-50pct native 1 \
             --set producer_rate_msgs_per_s=$((max / 2)) "${MIXED_SHORT[@]}"
+        ;;
+    f)
+        # Flamegraphs of Riptide under the main suite workloads, into flamegraphs/.
+        [[ $SKIP_RIPTIDE == 1 ]] && continue
+        fresh_brokers always
+        [[ -z $RIPTIDE_PID ]] && continue
+        if [[ $MODE == quick ]]; then FG=(--set warmup_s=1 --set duration_s=3 --set produce_bytes_min=0); else
+            FG=(--set warmup_s=2 --set duration_s=20 --set produce_bytes_min=0); fi
+        for spec in "produce-1k-3p:--set acks=all" "consume-backlog-1k-3p:--set consume_backlog_bytes=536870912" \
+            "e2e-5k:--set producer_rate_msgs_per_s=50000"; do
+            wl=${spec%%:*}
+            read -r -a extra <<<"${spec#*:}"
+            log "flamegraph: $wl"
+            BROKER_PID=$RIPTIDE_PID scripts/flamegraph.sh "$wl" "127.0.0.1:$RIPTIDE_PORT" riptide -- "${extra[@]}" "${FG[@]}" \
+                >>"$OUT/flamegraphs.txt" 2>>"$OUT/flamegraphs.log" || log "flamegraph $wl failed (see $OUT/flamegraphs.log)"
+        done
         ;;
     *) log "unknown row $row" ;;
     esac

@@ -7,8 +7,9 @@
 # Usage: scripts/flamegraph.sh <workload-name> <bootstrap> [label] [-- extra riptide-perf args]
 #   e.g. scripts/flamegraph.sh produce-1k-3p 127.0.0.1:9092 riptide -- --set acks=all
 # Env:   BROKER_PID (default: the process listening on the bootstrap port)
-#        PERF_FREQ  (sampling Hz, default 999)   CALL_GRAPH (default fp; "dwarf" for frame-
-#        pointer-less builds, bigger files)      TOOLS_DIR (inferno lives in $TOOLS_DIR/inferno)
+#        PERF_FREQ  (sampling Hz, default 499)   CALL_GRAPH (default dwarf: release Rust has no
+#        frame pointers, so "fp" loses most Rust frames; dwarf files are bigger)
+#        TOOLS_DIR (inferno lives in $TOOLS_DIR/inferno)  KEEP_FOLDED=1 keeps <svg>.folded
 #        DRIVER (native|rdkafka, default native) OUT_DIR (default flamegraphs)
 set -euo pipefail
 
@@ -21,8 +22,8 @@ shift $(( $# >= 3 ? 3 : $# ))
 [[ ${1:-} == -- ]] && shift
 EXTRA=("$@")
 TOOLS_DIR=${TOOLS_DIR:-/work/tools}
-PERF_FREQ=${PERF_FREQ:-999}
-CALL_GRAPH=${CALL_GRAPH:-fp}
+PERF_FREQ=${PERF_FREQ:-499}
+CALL_GRAPH=${CALL_GRAPH:-dwarf}
 DRIVER=${DRIVER:-native}
 OUT_DIR=${OUT_DIR:-flamegraphs}
 INFERNO="$TOOLS_DIR/inferno/bin"
@@ -31,7 +32,11 @@ if [[ ! -x $INFERNO/inferno-flamegraph ]]; then
     cargo install inferno --root "$TOOLS_DIR/inferno"
 fi
 command -v perf >/dev/null || { echo "perf not found: apt-get install linux-perf" >&2; exit 1; }
-cargo build --release -p perf --bin riptide-perf
+if [[ $DRIVER == rdkafka ]]; then
+    cargo build --release -p perf --features rdkafka --bin riptide-perf
+else
+    cargo build --release -p perf --bin riptide-perf
+fi
 
 PORT=${BOOTSTRAP##*:}
 PID=${BROKER_PID:-$(ss -Hltnp "sport = :$PORT" | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)}
@@ -62,4 +67,5 @@ perf script -i "$WORK/perf.data" 2>/dev/null | "$INFERNO/inferno-collapse-perf" 
 sort -t' ' -k2 -nr "$WORK/collapsed.txt" | awk '{n=$NF; $NF=""; split($0,f,";"); leaf=f[length(f)]; s[leaf]+=n; t+=n}
     END {for (k in s) printf "%6.2f%% %s\n", 100*s[k]/t, k}' | sort -nr | head -25 >"${SVG%.svg}.top.txt"
 cp "$WORK/run.md" "${SVG%.svg}.run.md"
+[[ ${KEEP_FOLDED:-0} == 1 ]] && cp "$WORK/collapsed.txt" "${SVG%.svg}.folded"
 echo "$SVG"

@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import Producer
 
 import kwire
-from clients import assert_delivered, consume, produce_all
+from clients import assert_delivered, conf_for, consume, produce_all
 
 RSS_GROWTH_MAX_KIB = 64 * 1024
 REQUEST_BYTES_MAX = 104_857_600  # socket.request.max.bytes default
@@ -102,7 +102,7 @@ def healthy_broker(broker):
     """A broker that has served clients once (so its RSS baseline includes the usual
     connection and topic state), plus a producer connected before the attack."""
     check_clients(broker)
-    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
+    p = Producer(conf_for(broker.bootstrap, {"linger.ms": 0}))
     p.list_topics(timeout=10)
     broker.rss_before_kib = broker.rss_kib()
     broker.early_producer = p

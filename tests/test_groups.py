@@ -504,6 +504,8 @@ def test_riptide_groups_cli(gbroker, topic_name):
 
 # ----- durability ----------------------------------------------------------------------------
 
+
+
 @pytest.mark.parametrize("kill", [False, True], ids=["clean-restart", "kill-9"])
 def test_committed_offsets_survive_restart(gbroker, topic_name, kill):
     create_topic(gbroker.bootstrap, topic_name, 2)

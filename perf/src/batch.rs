@@ -364,6 +364,37 @@ mod tests {
     }
 
     #[test]
+    fn garbage_and_mutations_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let filler = vec![1u8; 300];
+        let mut good = build(&specs(5, true), &filler);
+        good.stamp(99);
+        let mut errors = 0;
+        for round in 0..20_000 {
+            let buf: Vec<u8> = if round % 2 == 0 {
+                let n = rng.gen_range(0..200);
+                (0..n).map(|_| rng.gen()).collect()
+            } else {
+                let mut b = good.bytes.clone();
+                for _ in 0..rng.gen_range(1..4) {
+                    let i = rng.gen_range(0..b.len());
+                    b[i] = rng.gen();
+                }
+                b.truncate(rng.gen_range(0..=b.len()));
+                b
+            };
+            let mut count = 0u64;
+            match parse_batches(&buf, false, |i| count += i.records as u64) {
+                Ok(()) => assert!(count <= RECORDS_PER_BATCH_MAX as u64),
+                Err(_) => errors += 1,
+            }
+        }
+        // Mutations must be noticed at least sometimes, or the checks are not checking.
+        assert!(errors > 100, "only {errors} inputs rejected");
+    }
+
+    #[test]
     fn varint_round_trip() {
         for v in [
             0i64,

@@ -28,10 +28,19 @@ use crate::stats::{wall_us, WorkerStats};
 use crate::wire::{self, Conn, TopicLayout};
 use crate::workload::{KeyMode, Workload};
 
-/// Distinct pre-built batches per partition, so sizes and keys vary between sends.
-const TEMPLATES_PER_PARTITION: usize = 4;
+/// Distinct pre-built batches per partition, so sizes and keys vary between sends (one when
+/// there are many partitions, to bound memory).
+fn templates_per_partition(partitions: usize) -> usize {
+    if partitions > 100 {
+        1
+    } else {
+        4
+    }
+}
 const PRODUCE_TIMEOUT_MS: i32 = 30_000;
-const FETCH_WAIT_MS: i32 = 100;
+/// A broker that sends nothing for this long on a connection with requests outstanding is
+/// declared stuck (the Produce timeout plus a margin), so a run never hangs on it.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(40);
 const FETCH_BYTES_MAX: i32 = 64 * 1024 * 1024;
 const FETCH_PARTITION_BYTES_MAX: i32 = 8 * 1024 * 1024;
 const ERROR_OFFSET_OUT_OF_RANGE: i16 = 1;
@@ -118,8 +127,9 @@ pub fn build_templates(w: &Workload, records: u32, seed: u64) -> Result<Vec<Vec<
             out.push(Vec::new()); // never sent to: no key maps here
             continue;
         }
-        let mut pool = Vec::with_capacity(TEMPLATES_PER_PARTITION);
-        for t in 0..TEMPLATES_PER_PARTITION {
+        let pool_size = templates_per_partition(total);
+        let mut pool = Vec::with_capacity(pool_size);
+        for t in 0..pool_size {
             let specs: Vec<RecordSpec> = (0..records)
                 .map(|i| RecordSpec {
                     key: key_for(
@@ -139,6 +149,23 @@ pub fn build_templates(w: &Workload, records: u32, seed: u64) -> Result<Vec<Vec<
     Ok(out)
 }
 
+/// Batch sizes (records) a throttled producer may send: powers of two up to `max`, and `max`.
+/// When the producer falls behind its schedule it sends the overdue records together, as a
+/// real client accumulates records while it waits.
+pub fn batch_sizes(max: u32) -> Vec<u32> {
+    let mut sizes: Vec<u32> = (0..32)
+        .map(|i| 1u32 << i)
+        .take_while(|&s| s < max)
+        .collect();
+    sizes.push(max.max(1));
+    sizes
+}
+
+/// Index of the largest size <= `due` (at least the smallest).
+pub fn pick_size(sizes: &[u32], due: u64) -> usize {
+    sizes.iter().rposition(|&s| s as u64 <= due).unwrap_or(0)
+}
+
 struct InFlight {
     correlation_id: i32,
     sent: Instant,
@@ -156,6 +183,7 @@ struct ProducerConn {
 fn open_producer_conn(addr: &str, ctx: &ClientCtx, version: i16) -> Result<ProducerConn> {
     let conn = Conn::connect(addr)?;
     let read_stream = conn.stream.try_clone()?;
+    read_stream.set_read_timeout(Some(RESPONSE_TIMEOUT))?;
     let (tx, rx) = sync_channel::<InFlight>(ctx.workload.max_in_flight as usize);
     let stats = ctx.stats.clone();
     let pin = ctx.pin;
@@ -187,7 +215,10 @@ fn read_acks(
             Ok(f) => f,
             Err(e) => {
                 stats.error(inf.records as u64);
-                return Err(e);
+                return Err(e.context(format!(
+                    "waiting for the response to correlation id {}",
+                    inf.correlation_id
+                )));
             }
         };
         let resp = wire::decode_response::<ProduceRequest>(frame, version, inf.correlation_id)?;
@@ -256,10 +287,23 @@ pub fn run_producer(ctx: ClientCtx) -> Result<()> {
     let boot = Conn::connect(&ctx.bootstrap)?;
     let version = wire::pick_version(&boot.versions, ApiKey::Produce, 3, 8)?;
     drop(boot.stream.shutdown(std::net::Shutdown::Both));
-    let records = records_per_batch(&w, ctx.rate_msgs_per_s);
-    let mut templates = build_templates(&w, records, 0x5eed ^ ctx.index as u64)?;
+    // Throttled: send `target` records per batch (linger), or more when behind, up to the
+    // batch size. Unthrottled: always full batches.
+    let throttled = ctx.rate_msgs_per_s > 0.0;
+    let target = records_per_batch(&w, ctx.rate_msgs_per_s);
+    let max_records = records_per_batch(&w, 0.0);
+    let sizes = if throttled {
+        batch_sizes(max_records)
+    } else {
+        vec![max_records]
+    };
+    let mut templates: Vec<Vec<Vec<BatchTemplate>>> = sizes
+        .iter()
+        .map(|&k| build_templates(&w, k, 0x5eed ^ ((ctx.index as u64) << 32) ^ k as u64))
+        .collect::<Result<_>>()?;
     let partitions = all_partitions(&ctx.layouts);
     let targets = reachable(w.keys.mode()?, partitions.len());
+    let pool_size = templates_per_partition(partitions.len());
     let topic_names: Vec<TopicName> = ctx
         .layouts
         .iter()
@@ -267,14 +311,14 @@ pub fn run_producer(ctx: ClientCtx) -> Result<()> {
         .collect();
     let mut conns: HashMap<i32, ProducerConn> = HashMap::new();
     let mut buf = BytesMut::with_capacity(w.batch_size_bytes as usize * 2);
-    let batch_interval = if ctx.rate_msgs_per_s > 0.0 {
-        Some(Duration::from_secs_f64(
-            records as f64 / ctx.rate_msgs_per_s,
-        ))
+    let per_record_s = if throttled {
+        1.0 / ctx.rate_msgs_per_s
     } else {
-        None
+        0.0
     };
     let start = Instant::now();
+    // Wall clock at `start`, so intended send times can be stamped into payloads.
+    let wall_start_us = wall_us();
     let mut next_send = start;
     let mut sent_bytes = 0u64;
     let mut n: u64 = ctx.index as u64; // stagger producers across partitions
@@ -283,18 +327,25 @@ pub fn run_producer(ctx: ClientCtx) -> Result<()> {
             if ctx.bytes_limit > 0 && sent_bytes >= ctx.bytes_limit {
                 break;
             }
-            let intended = match batch_interval {
-                Some(iv) => {
-                    let now = Instant::now();
-                    if next_send > now {
-                        thread::sleep(next_send - now);
-                    }
-                    let t = next_send;
-                    next_send += iv;
-                    // Latency is measured from the intended send time (no coordinated omission).
-                    t
+            let (intended, size_index) = if throttled {
+                // Wait until `target` records are due, then send all that are due (bounded).
+                let ready = next_send + Duration::from_secs_f64(per_record_s * (target - 1) as f64);
+                let now = Instant::now();
+                if ready > now {
+                    thread::sleep(ready - now);
                 }
-                None => Instant::now(),
+                let late_s = Instant::now()
+                    .saturating_duration_since(next_send)
+                    .as_secs_f64();
+                let due = 1 + (late_s / per_record_s) as u64;
+                let i = pick_size(&sizes, due);
+                let t = next_send;
+                next_send += Duration::from_secs_f64(per_record_s * sizes[i] as f64);
+                // Latency counts from when the batch's first record was due, not from when
+                // it went out (no coordinated omission).
+                (t, i)
+            } else {
+                (Instant::now(), 0)
             };
             let g = targets[(n % targets.len() as u64) as usize];
             let (t, p) = partitions[g];
@@ -307,8 +358,8 @@ pub fn run_producer(ctx: ClientCtx) -> Result<()> {
                 }
             };
             let tpl =
-                &mut templates[g][((n / targets.len() as u64) as usize) % TEMPLATES_PER_PARTITION];
-            tpl.stamp(wall_us());
+                &mut templates[size_index][g][((n / targets.len() as u64) as usize) % pool_size];
+            tpl.stamp(wall_start_us + intended.saturating_duration_since(start).as_micros() as u64);
             conn.correlation_id = conn.correlation_id.wrapping_add(1);
             encode_produce(
                 &mut buf,
@@ -339,21 +390,21 @@ pub fn run_producer(ctx: ClientCtx) -> Result<()> {
         }
         Ok(())
     })();
-    // Closing the channel lets each reader drain its outstanding acks and exit.
-    let mut first_err = result.err();
-    for (_, c) in conns {
+    // Closing the channel lets each reader drain its outstanding acks and exit. A reader's
+    // error is the cause of any writer error ("ack reader stopped"), so it is reported first.
+    let mut reader_err = None;
+    for (leader, c) in conns {
         drop(c.in_flight);
-        match c.reader.join() {
-            Ok(Err(e)) if first_err.is_none() => first_err = Some(e),
-            Err(_) if first_err.is_none() => {
-                first_err = Some(anyhow::anyhow!("ack reader panicked"))
-            }
-            _ => {}
-        }
+        let e = match c.reader.join() {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e.context(format!("reading Produce responses from broker {leader}")),
+            Err(_) => anyhow::anyhow!("ack reader for broker {leader} panicked"),
+        };
+        reader_err.get_or_insert(e);
     }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(()),
+    match (reader_err, result) {
+        (Some(e), _) => Err(e),
+        (None, r) => r,
     }
 }
 
@@ -381,6 +432,9 @@ pub fn run_consumer(ctx: ClientCtx) -> Result<()> {
     for (leader, gs) in by_leader {
         let (t, _) = partitions[gs[0]];
         let conn = Conn::connect(&wire::broker_addr(&ctx.layouts[t], leader)?)?;
+        let wait = Duration::from_millis(ctx.workload.fetch_max_wait_ms as u64);
+        conn.stream
+            .set_read_timeout(Some(RESPONSE_TIMEOUT + wait))?;
         let version = wire::pick_version(&conn.versions, ApiKey::Fetch, 4, 12)?;
         conns.push((conn, version, gs));
     }
@@ -392,7 +446,13 @@ pub fn run_consumer(ctx: ClientCtx) -> Result<()> {
     let mut offsets = vec![0i64; partitions.len()];
     while !ctx.stop.load(Ordering::Relaxed) {
         for (conn, version, gs) in conns.iter_mut() {
-            let req = fetch_request(&ctx.layouts, &partitions, gs, &offsets);
+            let req = fetch_request(
+                &ctx.layouts,
+                &partitions,
+                gs,
+                &offsets,
+                ctx.workload.fetch_max_wait_ms,
+            );
             let resp = conn.call(*version, &req)?;
             ensure!(resp.error_code == 0, "Fetch error {}", resp.error_code);
             let now_us = wall_us();
@@ -431,6 +491,7 @@ fn fetch_request(
     partitions: &[(usize, i32)],
     gs: &[usize],
     offsets: &[i64],
+    max_wait_ms: u32,
 ) -> FetchRequest {
     let mut topics: Vec<FetchTopic> = Vec::new();
     for &g in gs {
@@ -456,7 +517,7 @@ fn fetch_request(
     }
     let mut req = FetchRequest::default();
     req.replica_id = BrokerId(-1);
-    req.max_wait_ms = FETCH_WAIT_MS;
+    req.max_wait_ms = max_wait_ms as i32;
     req.min_bytes = 1;
     req.max_bytes = FETCH_BYTES_MAX;
     req.isolation_level = 0;
@@ -529,6 +590,14 @@ mod tests {
         assert_eq!(records_per_batch(&w, 5000.0), 25);
         let w0 = workload(&["batch_size_bytes=65536", "linger_ms=0"]);
         assert_eq!(records_per_batch(&w0, 5000.0), 1);
+        assert_eq!(batch_sizes(65), vec![1, 2, 4, 8, 16, 32, 64, 65]);
+        assert_eq!(batch_sizes(1), vec![1]);
+        let sizes = batch_sizes(65);
+        assert_eq!(sizes[pick_size(&sizes, 0)], 1);
+        assert_eq!(sizes[pick_size(&sizes, 1)], 1);
+        assert_eq!(sizes[pick_size(&sizes, 5)], 4);
+        assert_eq!(sizes[pick_size(&sizes, 64)], 64);
+        assert_eq!(sizes[pick_size(&sizes, 1000)], 65);
     }
 
     #[test]

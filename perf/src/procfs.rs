@@ -75,13 +75,16 @@ fn listening_inodes(port: u16) -> Vec<u64> {
     out
 }
 
-/// Finds the process that owns the socket listening on `port`.
-pub fn pid_by_port(port: u16) -> Result<u32> {
+/// The processes that own a socket listening on `port`. More than one means the port is
+/// shared (SO_REUSEPORT): connections are spread over several brokers, and a benchmark
+/// against it measures a mix.
+pub fn pids_by_port(port: u16) -> Result<Vec<u32>> {
     let inodes = listening_inodes(port);
     if inodes.is_empty() {
         bail!("nothing listens on port {port}");
     }
     let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    let mut pids = Vec::new();
     for entry in fs::read_dir("/proc")?.flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
@@ -92,12 +95,25 @@ pub fn pid_by_port(port: u16) -> Result<u32> {
         for fd in fds.flatten() {
             if let Ok(target) = fs::read_link(fd.path()) {
                 if wanted.iter().any(|w| target.as_os_str() == w.as_str()) {
-                    return Ok(pid);
+                    pids.push(pid);
+                    break;
                 }
             }
         }
     }
-    bail!("no visible process owns the listener on port {port}")
+    if pids.is_empty() {
+        bail!("no visible process owns the listener on port {port}");
+    }
+    Ok(pids)
+}
+
+/// The one process listening on `port`; an error if none or several do.
+pub fn pid_by_port(port: u16) -> Result<u32> {
+    let pids = pids_by_port(port)?;
+    if pids.len() > 1 {
+        bail!("port {port} is shared by processes {pids:?} (SO_REUSEPORT): connections would be spread over several brokers");
+    }
+    Ok(pids[0])
 }
 
 #[cfg(test)]
@@ -119,6 +135,7 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         assert_eq!(pid_by_port(port).unwrap(), me);
+        assert_eq!(pids_by_port(port).unwrap(), vec![me]);
         drop(l);
         assert!(pid_by_port(port).is_err());
     }

@@ -188,7 +188,7 @@ pub fn run_consumer(ctx: ClientCtx) -> Result<()> {
         .set("group.id", format!("riptide-perf-{}", ctx.layouts[0].topic))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "100")
+        .set("fetch.wait.max.ms", w.fetch_max_wait_ms.to_string())
         .set("enable.partition.eof", "false");
     let consumer: BaseConsumer = c.create().context("creating librdkafka consumer")?;
     match w.subscription {

@@ -266,9 +266,25 @@ pub fn run_once(
     run_index: u32,
 ) -> Result<RunResult> {
     let started_unix_s = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let pid = target
-        .pid
-        .or_else(|| port_of(&target.bootstrap).and_then(|p| procfs::pid_by_port(p).ok()));
+    let pid = match (target.pid, port_of(&target.bootstrap)) {
+        (Some(pid), _) => Some(pid),
+        (None, Some(port)) => match procfs::pids_by_port(port) {
+            Ok(pids) if pids.len() > 1 => bail!(
+                "target {}: port {port} is shared by processes {pids:?} (SO_REUSEPORT); \
+                 the results would mix brokers. Stop the others or use another port.",
+                target.name
+            ),
+            Ok(pids) => Some(pids[0]),
+            Err(e) => {
+                eprintln!(
+                    "warning: target {}: no broker pid ({e:#}); CPU and RSS not measured",
+                    target.name
+                );
+                None
+            }
+        },
+        (None, None) => None,
+    };
     let nonce = format!(
         "{:x}",
         SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() & 0xffff_ffff

@@ -21,6 +21,8 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, Str
 pub const FRAME_BYTES_MAX: usize = 256 * 1024 * 1024;
 pub const CLIENT_ID: &str = "riptide-perf";
 const ERROR_UNSUPPORTED_VERSION: i16 = 35;
+/// Read and write timeout on every connection (callers may widen the read side).
+pub const IO_TIMEOUT: Duration = Duration::from_secs(40);
 const ERROR_TOPIC_ALREADY_EXISTS: i16 = 36;
 
 /// Versions the broker supports, by api key: (min, max).
@@ -104,6 +106,9 @@ impl Conn {
     pub fn connect(addr: &str) -> Result<Conn> {
         let stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
+        // No call may hang a run forever on a stuck broker.
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
         let mut c = Conn {
             stream,
             addr: addr.to_string(),

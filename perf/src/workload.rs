@@ -107,6 +107,9 @@ fn batch_default() -> u32 {
 fn in_flight_default() -> u32 {
     5
 }
+fn fetch_wait_default() -> u32 {
+    100
+}
 fn drain_default() -> u64 {
     15
 }
@@ -157,6 +160,9 @@ pub struct Workload {
     /// beginning (the consume-throughput workload). When 0, consumers read the tail live.
     #[serde(default)]
     pub consume_backlog_bytes: u64,
+    /// Consumers' Fetch max_wait_ms (long-poll bound when no data is ready).
+    #[serde(default = "fetch_wait_default")]
+    pub fetch_max_wait_ms: u32,
     /// After producers stop, how long consumers may take to catch up before the run reports
     /// missing messages.
     #[serde(default = "drain_default")]
@@ -212,6 +218,9 @@ impl Workload {
         }
         if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.compression.as_str()) {
             bail!("unknown compression {:?}", self.compression);
+        }
+        if self.fetch_max_wait_ms > 30_000 {
+            bail!("fetch_max_wait_ms must be <= 30000");
         }
         if self.replication_factor < 1 {
             bail!("replication_factor must be >= 1");

@@ -115,6 +115,7 @@ async fn power_cut_case(seed: u64) {
         in_flight_bytes_max: rng.gen_range(5_000..50_000),
         write_chunk_bytes: 4096 * rng.gen_range(1..4),
         writes_in_flight_max: rng.gen_range(1..4),
+        write_step_bytes_max: rng.gen_range(1..60_000),
         preallocate_step_min_bytes: 8192,
         preallocate_step_max_bytes: 65536,
         ..LogConfig::default()

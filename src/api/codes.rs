@@ -96,6 +96,7 @@ fn engine_code(err: &shards::Error) -> i16 {
         E::InvalidProducerEpoch { .. } => INVALID_PRODUCER_EPOCH,
         E::UnknownProducerId { .. } => UNKNOWN_PRODUCER_ID,
         E::CorruptSnapshot(_) => UNKNOWN_SERVER_ERROR,
+        E::InvalidTimestamp { .. } => INVALID_TIMESTAMP,
         E::InvalidConfig { .. } | E::UnknownConfig { .. } => INVALID_CONFIG,
         E::TopicExists(_) => TOPIC_ALREADY_EXISTS,
         E::UnknownTopic(_) => UNKNOWN_TOPIC_OR_PARTITION,

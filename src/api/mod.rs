@@ -135,6 +135,14 @@ async fn dispatch(ctx: Ctx, body: Bytes, client: groups::Client) -> Reply {
             ctx,
             &configs::incremental_alter(ctx, decode!(IncrementalAlterConfigsRequest)).await,
         )),
+        ApiKey::DeleteRecords => Reply::Ready(encode(
+            ctx,
+            &offsets::delete_records(ctx, decode!(DeleteRecordsRequest)).await,
+        )),
+        ApiKey::OffsetForLeaderEpoch => Reply::Ready(encode(
+            ctx,
+            &offsets::offset_for_leader_epoch(ctx, decode!(OffsetForLeaderEpochRequest)).await,
+        )),
         ApiKey::FindCoordinator => Reply::Ready(encode(
             ctx,
             &groups::find_coordinator(ctx, decode!(FindCoordinatorRequest)).await,
@@ -164,14 +172,6 @@ async fn dispatch(ctx: Ctx, body: Bytes, client: groups::Client) -> Reply {
             &groups::list_groups(ctx, decode!(ListGroupsRequest)).await,
         )),
         ApiKey::DeleteGroups => groups::delete_groups(ctx, decode!(DeleteGroupsRequest)).await,
-        ApiKey::DeleteRecords => Reply::Ready(encode(
-            ctx,
-            &offsets::delete_records(ctx, decode!(DeleteRecordsRequest)).await,
-        )),
-        ApiKey::OffsetForLeaderEpoch => Reply::Ready(encode(
-            ctx,
-            &offsets::offset_for_leader_epoch(ctx, decode!(OffsetForLeaderEpochRequest)).await,
-        )),
         _ => Reply::Close,
     }
 }

@@ -116,6 +116,8 @@ pub async fn install_view(view: Arc<ClusterView>) {
                 continue;
             };
             if *p.log().config() == st.settings.log_config(&topic.configs) {
+                let (before_ms, after_ms) = st.settings.timestamp_bounds(&topic.configs);
+                p.set_timestamp_bounds(before_ms, after_ms);
                 continue;
             }
             st.partitions.borrow_mut().remove(&tp);
@@ -167,7 +169,10 @@ async fn open_partition(
 ) -> crate::error::Result<Rc<Partition>> {
     let dir = st.settings.data_dir.join(tp.dir_name());
     let config = st.settings.log_config(&topic.configs);
-    Ok(Partition::open(tp.clone(), topic_id, dir, config, epoch, &st.open_ctx).await?)
+    let p = Partition::open(tp.clone(), topic_id, dir, config, epoch, &st.open_ctx).await?;
+    let (before_ms, after_ms) = st.settings.timestamp_bounds(&topic.configs);
+    p.set_timestamp_bounds(before_ms, after_ms);
+    Ok(p)
 }
 
 /// Run the broker until SIGINT/SIGTERM. Blocks the calling thread.
@@ -187,13 +192,18 @@ pub fn run(settings: BrokerSettings) -> anyhow::Result<()> {
         stop_rxs.into_iter().map(Some).collect::<Vec<_>>(),
     ));
     let s = settings.clone();
+    let started = shards::runtime::Rendezvous::new(settings.shard_count as usize);
+    let stopped = shards::runtime::Rendezvous::new(settings.shard_count as usize);
+    // Shard 0 alone arrives, once the controller has installed the first view everywhere.
+    let ready = shards::runtime::Rendezvous::new(1);
     let runtime = shards::runtime::Runtime::start(&runtime_config, move |id| {
         let settings = s.clone();
         let counter = counter.clone();
+        let phases = (started.clone(), ready.clone(), stopped.clone());
         let stop = stop_rxs.lock().expect("stop list")[id.0 as usize]
             .take()
             .expect("one stop per shard");
-        async move { shard_main(id, settings, counter, stop).await }
+        async move { shard_main(id, settings, counter, stop, phases).await }
     })?;
     wait_for_signal();
     info!("shutting down");
@@ -210,6 +220,11 @@ async fn shard_main(
     settings: Arc<BrokerSettings>,
     counter: Arc<crate::server::ConnectionCounter>,
     stop: oneshot::Receiver<()>,
+    (started, ready, stopped): (
+        shards::runtime::Rendezvous,
+        shards::runtime::Rendezvous,
+        shards::runtime::Rendezvous,
+    ),
 ) {
     let storage = match shards::storage::DmaStorage::init(&settings.data_dir).await {
         Ok(s) => s,
@@ -241,6 +256,8 @@ async fn shard_main(
         open_ctx,
     });
     STATE.with(|s| *s.borrow_mut() = Some(st.clone()));
+    // Every shard's state must exist before the controller installs the first view.
+    started.arrive_and_wait().await;
     if id.0 == 0 {
         // The controller lives on shard 0: it loads metadata and pushes the first view
         // to every shard before any listener opens.
@@ -248,8 +265,13 @@ async fn shard_main(
             tracing::error!("controller failed to start: {e}");
             std::process::exit(1);
         }
+        ready.arrive();
     }
     shards::runtime::spawn_background(maintenance(settings.clone()));
+    // No listener before every shard has installed the first view and opened (recovered)
+    // its partitions: a client must never be told that an existing topic or partition is
+    // unknown because it connected during start-up.
+    ready.wait().await;
     let addr: SocketAddr = settings.listen_addr;
     let handler = Rc::new(crate::api::Api::default());
     let stop = async move {
@@ -261,7 +283,10 @@ async fn shard_main(
         tracing::error!(%addr, "listener failed: {e}");
         std::process::exit(1);
     }
-    // Clean shutdown: close every local partition (flush, checkpoints, clean marker).
+    // Clean shutdown. Every shard first stops its listener and connections; only then are
+    // partitions closed, so no request is half-served by a closing partition.
+    stopped.arrive_and_wait().await;
+    // Close every local partition (flush, checkpoints, clean marker).
     let parts: Vec<_> = st.partitions.borrow_mut().drain().collect();
     for (tp, p) in parts {
         if let Err(e) = p.close().await {
@@ -271,7 +296,7 @@ async fn shard_main(
     if id.0 == 0 {
         crate::controller::shutdown();
     }
-    STATE.with(|s| *s.borrow_mut() = None);
+    // STATE stays set: the executor drops (never polls) whatever tasks remain.
 }
 
 /// Wait for SIGINT or SIGTERM. Works because `block_shutdown_signals` blocked both before

@@ -87,6 +87,20 @@ impl BrokerSettings {
         }
     }
 
+    /// `message.timestamp.before.max.ms` and `after.max.ms` of a topic.
+    pub fn timestamp_bounds(&self, overrides: &BTreeMap<String, String>) -> (i64, i64) {
+        let eff = self.topic_config(overrides).resolve(&self.config);
+        (
+            eff.message_timestamp_before_max_ms(),
+            eff.message_timestamp_after_max_ms(),
+        )
+    }
+
+    fn topic_config(&self, overrides: &BTreeMap<String, String>) -> TopicConfig {
+        TopicConfig::from_entries(overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .unwrap_or_else(|_| TopicConfig::new())
+    }
+
     /// The log config of a topic: its overrides over the broker defaults. Overrides were
     /// validated when the topic was created or altered.
     pub fn log_config(&self, overrides: &BTreeMap<String, String>) -> LogConfig {

@@ -42,8 +42,6 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 /// Bytes read per step when replaying a partition.
 const REPLAY_READ_BYTES: usize = 1 << 20;
-/// Batches one read chunk may hold (a bound on the split).
-const REPLAY_BATCHES_PER_CHUNK_MAX: usize = 1 << 20;
 /// Decompressed bytes one stored batch may expand to during replay.
 const REPLAY_BATCH_BYTES_MAX: usize = 64 << 20;
 /// Encoded bytes per batch this coordinator writes (below `max.message.bytes`).
@@ -246,6 +244,9 @@ pub fn preload(index: i32) {
     }
 }
 
+/// Batches one replay read may hold (1 MiB of the smallest possible batches).
+const REPLAY_BATCHES_PER_CHUNK_MAX: usize = 1 << 14;
+
 /// Replay the partition from its start to the high watermark. Returns the record count.
 async fn replay(slot: &Slot, partition: &Partition) -> Result<u64> {
     let now = now_ms();
@@ -255,30 +256,36 @@ async fn replay(slot: &Slot, partition: &Partition) -> Result<u64> {
     let mut count = 0u64;
     while offset < high_watermark {
         let read = partition.read(offset, REPLAY_READ_BYTES).await?;
-        if read.chunks.is_empty() || read.next_offset <= offset {
+        if read.chunks.is_empty() {
             break;
         }
+        // A chunk holds one or more whole stored batches.
+        let mut batches = Vec::new();
         for chunk in &read.chunks {
-            // A chunk is a run of whole stored batches.
-            for (header, batch) in shards::batch::split_batches(chunk, REPLAY_BATCHES_PER_CHUNK_MAX)? {
-                let next = Offset(header.last_offset() + 1);
-                if header.is_control() || next <= offset {
+            batches.extend(shards::batch::split_batches(chunk, REPLAY_BATCHES_PER_CHUNK_MAX)?);
+        }
+        for (header, batch) in batches {
+            let next = Offset(header.last_offset() + 1);
+            if header.is_control() || next <= offset {
+                offset = offset.max(next);
+                continue;
+            }
+            for r in shards::batch::records(&batch, REPLAY_BATCH_BYTES_MAX)? {
+                let record_offset = header.base_offset + r.offset_delta as i64;
+                if record_offset < offset.0 {
                     continue;
                 }
-                for r in shards::batch::records(&batch, REPLAY_BATCH_BYTES_MAX)? {
-                    let record_offset = header.base_offset + r.offset_delta as i64;
-                    if record_offset < offset.0 {
-                        continue;
-                    }
-                    count += 1;
-                    let Some(key) = r.key else { continue };
-                    if let Err(e) = apply_record(slot, key, r.value, record_offset, now, &config) {
-                        warn!(partition = slot.index, record_offset, "skipping record: {e}");
-                    }
+                count += 1;
+                let Some(key) = r.key else { continue };
+                if let Err(e) = apply_record(slot, key, r.value, record_offset, now, &config) {
+                    warn!(
+                        partition = slot.index,
+                        record_offset, "skipping record: {e}"
+                    );
                 }
             }
+            offset = next;
         }
-        offset = read.next_offset;
     }
     Ok(count)
 }

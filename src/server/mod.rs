@@ -10,7 +10,8 @@
 
 mod writev;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -88,6 +89,8 @@ pub async fn serve<H: Handler>(
     let listener = TcpListener::bind(addr)?;
     info!(%addr, shard = %shards::runtime::shard_id(), "listening");
     let next_id = Rc::new(Cell::new(0u64));
+    // Live connection tasks, cancelled when the listener stops (clean shutdown).
+    let live: Rc<RefCell<HashMap<u64, glommio::task::JoinHandle<()>>>> = Rc::default();
     let accept_loop = async {
         loop {
             let stream = match listener.accept().await {
@@ -98,8 +101,8 @@ pub async fn serve<H: Handler>(
                     continue;
                 }
             };
-            let live = counter.0.fetch_add(1, Ordering::Relaxed) + 1;
-            if live > limits.connections_max {
+            let count = counter.0.fetch_add(1, Ordering::Relaxed) + 1;
+            if count > limits.connections_max {
                 counter.0.fetch_sub(1, Ordering::Relaxed);
                 debug!(
                     "refusing connection: max.connections {} reached",
@@ -113,19 +116,28 @@ pub async fn serve<H: Handler>(
             let handler = handler.clone();
             let limits = limits.clone();
             let counter = counter.clone();
-            shards::runtime::spawn_latency(async move {
+            let registry = live.clone();
+            let task = glommio::spawn_local(async move {
                 let peer = stream.peer_addr().ok();
                 let conn = Rc::new(ConnInfo { peer, id });
                 if let Err(e) = serve_connection(stream, handler, conn, &limits).await {
                     debug!("connection closed: {e}");
                 }
                 counter.0.fetch_sub(1, Ordering::Relaxed);
-            });
+                registry.borrow_mut().remove(&id);
+            })
+            .detach();
+            live.borrow_mut().insert(id, task);
         }
     };
     futures::pin_mut!(accept_loop);
     let stop = std::pin::pin!(stop);
     futures::future::select(accept_loop, stop).await;
+    let open: Vec<_> = live.borrow_mut().drain().collect();
+    for (_, task) in open {
+        task.cancel();
+        counter.0.fetch_sub(1, Ordering::Relaxed);
+    }
     Ok(())
 }
 

@@ -52,6 +52,13 @@ struct Args {
     /// Shell command run after a backlog fill, before consuming (e.g. drop the page cache).
     #[arg(long)]
     before_consume: Option<String>,
+    /// Instead of a plain run: find the highest producer rate each target holds with publish
+    /// p99 below this many ms (an unthrottled run, then rates stepping down from 90% of it).
+    #[arg(long)]
+    find_max_p99_ms: Option<f64>,
+    /// Rate steps tried by --find-max-p99-ms before giving up.
+    #[arg(long, default_value_t = 6)]
+    find_max_steps: u32,
     /// Seconds to pause between runs (lets the brokers settle).
     #[arg(long, default_value_t = 1)]
     pause_s: u64,
@@ -168,6 +175,102 @@ fn write_outputs(args: &Args, s: &Summary) -> Result<String> {
     Ok(md)
 }
 
+#[derive(serde::Serialize)]
+struct MaxStep {
+    rate_msgs_per_s: u64,
+    achieved_msgs_per_s: f64,
+    publish_p99_ms: Option<f64>,
+    errors: u64,
+    held: bool,
+}
+
+#[derive(serde::Serialize)]
+struct MaxResult {
+    target: String,
+    bootstrap: String,
+    p99_limit_ms: f64,
+    max_rate_msgs_per_s: Option<u64>,
+    steps: Vec<MaxStep>,
+}
+
+/// A rate is held when the producers achieved it (within 5%), without errors, with publish
+/// p99 under the limit.
+fn held(r: &RunResult, rate: u64, p99_limit_ms: f64) -> bool {
+    let p99_ok = r
+        .publish_latency
+        .as_ref()
+        .is_some_and(|p| (p.p99_us as f64 / 1000.0) < p99_limit_ms);
+    let achieved = rate == 0 || r.produce.msgs_per_s >= 0.95 * rate as f64;
+    p99_ok && achieved && r.errors_total == 0
+}
+
+fn find_max(
+    args: &Args,
+    w: &workload::Workload,
+    targets: &[Target],
+    opts: &RunOptions,
+    limit_ms: f64,
+) -> Result<()> {
+    let mut results = Vec::new();
+    for t in targets {
+        let mut steps = Vec::new();
+        let mut rate = 0u64; // unthrottled first: the ceiling to step down from
+        let mut found = None;
+        for step in 0..=args.find_max_steps {
+            let mut wr = w.clone();
+            wr.producer_rate_msgs_per_s = rate;
+            let r = run_once(&wr, t, opts, step)?;
+            let ok = held(&r, rate, limit_ms);
+            eprintln!(
+                "  {} rate {}: achieved {:.0} msg/s, publish p99 {:?} ms, held {ok}",
+                t.name,
+                if rate == 0 {
+                    "max".to_string()
+                } else {
+                    rate.to_string()
+                },
+                r.produce.msgs_per_s,
+                r.publish_latency.as_ref().map(|p| p.p99_us as f64 / 1000.0)
+            );
+            steps.push(MaxStep {
+                rate_msgs_per_s: rate,
+                achieved_msgs_per_s: r.produce.msgs_per_s,
+                publish_p99_ms: r.publish_latency.as_ref().map(|p| p.p99_us as f64 / 1000.0),
+                errors: r.errors_total,
+                held: ok,
+            });
+            if rate == 0 {
+                rate = (r.produce.msgs_per_s * 0.9) as u64;
+            } else if ok {
+                found = Some(rate);
+                break;
+            } else {
+                rate = rate * 4 / 5;
+            }
+            if rate == 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_secs(args.pause_s));
+        }
+        println!(
+            "max {} {}",
+            t.name,
+            found.map_or("none".to_string(), |r| r.to_string())
+        );
+        results.push(MaxResult {
+            target: t.name.clone(),
+            bootstrap: t.bootstrap.clone(),
+            p99_limit_ms: limit_ms,
+            max_rate_msgs_per_s: found,
+            steps,
+        });
+    }
+    std::fs::create_dir_all(&args.out_dir)?;
+    let path = args.out_dir.join(format!("max-{}.json", w.name));
+    std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let w = workload::load(&args.workload, &args.overrides)?;
@@ -182,6 +285,9 @@ fn main() -> Result<()> {
         progress: !args.no_progress,
         before_consume: args.before_consume.clone(),
     };
+    if let Some(limit_ms) = args.find_max_p99_ms {
+        return find_max(&args, &w, &targets, &opts, limit_ms);
+    }
     let mut results = Vec::new();
     for run in 0..args.runs {
         for t in &targets {

@@ -77,6 +77,9 @@ pub struct LogConfig {
     /// Size of one DMA write; a flusher step issues up to `writes_in_flight_max` of them.
     pub write_chunk_bytes: usize,
     pub writes_in_flight_max: usize,
+    /// Bytes one flusher step writes at most into one segment before it syncs (per
+    /// policy) and lets checkpoints and waiting truncations run.
+    pub write_step_bytes_max: u64,
     /// Preallocation steps grow from the min, doubling with the file, up to the max.
     pub preallocate_step_min_bytes: u64,
     pub preallocate_step_max_bytes: u64,
@@ -97,6 +100,7 @@ impl Default for LogConfig {
             in_flight_bytes_max: 1 << 20,
             write_chunk_bytes: 1 << 20,
             writes_in_flight_max: 4,
+            write_step_bytes_max: 64 << 20,
             preallocate_step_min_bytes: 1 << 20,
             preallocate_step_max_bytes: 32 << 20,
         }
@@ -116,7 +120,10 @@ impl LogConfig {
         {
             return bad("write chunk must be a positive multiple of 4096");
         }
-        if self.writes_in_flight_max == 0 || self.in_flight_bytes_max == 0 {
+        if self.writes_in_flight_max == 0
+            || self.in_flight_bytes_max == 0
+            || self.write_step_bytes_max == 0
+        {
             return bad("in-flight limits must be positive");
         }
         if self.segment_index_bytes < 8 {
@@ -264,6 +271,15 @@ struct Shared {
     stop: Cell<bool>,
 }
 
+/// Counters of the log's file I/O (benchmarks, metrics).
+#[derive(Debug, Default)]
+pub struct LogStats {
+    pub writes: Cell<u64>,
+    /// Bytes submitted in writes, padding and rewritten partial blocks included.
+    pub write_bytes: Cell<u64>,
+    pub fdatasyncs: Cell<u64>,
+}
+
 /// One partition replica's log, owned by one shard and used through `Rc`.
 pub struct Log<S: Storage> {
     storage: S,
@@ -278,6 +294,7 @@ pub struct Log<S: Storage> {
     changed: Notify,
     io_lock: AsyncLock,
     weak_self: Weak<Log<S>>,
+    pub stats: LogStats,
 }
 
 fn segment_file_name(base: i64, ext: &str) -> String {
@@ -332,6 +349,7 @@ impl<S: Storage> Log<S> {
             changed: Notify::default(),
             io_lock: AsyncLock::default(),
             weak_self: weak_self.clone(),
+            stats: LogStats::default(),
         });
         flush::spawn_flusher(&log);
         Ok(log)

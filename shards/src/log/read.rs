@@ -316,7 +316,7 @@ async fn read_from_file<F: StorageFile>(
     let len = (end - start) as usize;
     let bytes = if buf_pos <= start && buf_pos + buf.len() as u64 >= end {
         let at = (start - buf_pos) as usize;
-        Bytes::copy_from_slice(&buf[at..at + len])
+        Bytes::from(buf).slice(at..at + len)
     } else {
         let data = file.read_at(start, len).await?;
         if data.len() != len {

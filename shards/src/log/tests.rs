@@ -534,6 +534,14 @@ async fn model_case(seed: u64) {
     let config = LogConfig {
         segment_bytes: rng.gen_range(2000..20_000),
         index_interval_bytes: rng.gen_range(100..3000),
+        write_chunk_bytes: 4096 * rng.gen_range(1..5),
+        writes_in_flight_max: rng.gen_range(1..5),
+        write_step_bytes_max: rng.gen_range(1..40_000),
+        flush_policy: if rng.gen_bool(0.7) {
+            FlushPolicy::Always
+        } else {
+            FlushPolicy::None
+        },
         ..LogConfig::default()
     };
     let mut log = open_sim(&s, config.clone(), clk.clone()).await;
@@ -607,7 +615,11 @@ async fn model_case(seed: u64) {
                 model_end = reopened_end(&model, log_start);
             }
             85..=89 => {
-                // Power cut after everything was made durable: nothing may be lost.
+                // Power cut after everything was made durable: nothing may be lost. (Under
+                // `none` nothing is promised: close instead.)
+                if config.flush_policy != FlushPolicy::Always {
+                    log.close().await.unwrap();
+                }
                 let end = log.log_end_offset();
                 if end.0 > 0 {
                     log.wait_durable(Offset(end.0 - 1)).await.unwrap();
