@@ -415,6 +415,8 @@ fn run_idle(args: &Args) {
         let logs = open_logs(&d, n, FlushPolicy::Always, &budgets).await;
         let mut infos = Vec::with_capacity(n);
         for log in &logs {
+            // The shard's in-flight limit (64 MiB) is below 10,000 batches: wait for room.
+            log.wait_for_space(tpl.len()).await.expect("space");
             infos.push(
                 log.append(BytesMut::from(&tpl[..]), LeaderEpoch(0))
                     .expect("append"),

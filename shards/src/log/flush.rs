@@ -92,9 +92,7 @@ impl<S: Storage> Log<S> {
         if inner.failed.is_some() || inner.closed {
             return FlushWait::Stop;
         }
-        if inner.segments.values().any(|s| s.needs_flush_work())
-            || inner.epochs_dirty
-            || inner.recovery_point_dirty
+        if inner.segments.values().any(|s| s.needs_flush_work()) || inner.recovery_point_dirty
         {
             return FlushWait::Now;
         }
@@ -426,12 +424,13 @@ impl<S: Storage> Log<S> {
         Ok(())
     }
 
-    /// fdatasync of the active segment when the policy (or `force`) asks, after writing the
-    /// epoch checkpoint the synced batches may depend on.
+    /// fdatasync of the active segment when the policy (or `force`) asks; then the recovery
+    /// point, preceded by the epoch checkpoint. Epochs learnt from appended batches need no
+    /// checkpoint before the batches are durable: recovery rescans everything past the
+    /// recovery point and relearns them from the batches' `partitionLeaderEpoch`. So the
+    /// epoch checkpoint is written only before the recovery point moves past them (or on
+    /// close, truncation, explicit assignment), not on every first append of an epoch.
     async fn sync_by_policy(&self, force: bool) -> Result<()> {
-        if self.inner.borrow().epochs_dirty {
-            self.write_epoch_checkpoint().await?;
-        }
         let now_ms = self.clock.now_ms();
         let (target, file) = {
             let inner = self.inner.borrow();
@@ -465,6 +464,9 @@ impl<S: Storage> Log<S> {
             self.changed.notify_all();
         }
         if self.inner.borrow().recovery_point_dirty {
+            if self.inner.borrow().epochs_dirty {
+                self.write_epoch_checkpoint().await?;
+            }
             let rp = {
                 let mut inner = self.inner.borrow_mut();
                 inner.recovery_point_dirty = false;
