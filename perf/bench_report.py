@@ -240,7 +240,9 @@ def main():
             md = md.replace(f"]({os.path.basename(svg)})", f"]({rel})")
         details += [md.strip(), ""]
     lines += table + ["", "Ceiling for produce: min(loopback, disk write); consume: loopback (2c: disk read); "
-                      "latency rows compare e2e p99 with the fdatasync p99 (flush.policy=always).", ""]
+                      "latency rows compare e2e p99 with the fdatasync p99 (flush.policy=always); "
+                      "for latency rows a Riptide / Tansu ratio below 1 means Riptide is faster. "
+                      "A row marked failed has no complete comparison; its section below says why.", ""]
     lines += targets_section(out, c)
     gaps = sorted(gap_rows, key=lambda g: g[1])
     if gaps:
