@@ -42,7 +42,7 @@ class Wire:
     """One connection; `call` sends a request and returns the decoded response."""
 
     def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
         self.proto = KafkaProtocol(client_id="riptide-protocol-test")
 
     def call(self, request):
@@ -78,6 +78,18 @@ def create_topic(bootstrap, topic, partitions=2):
 
 
 def find(w, group, version):
+    """FindCoordinator, retried while the offsets topic is being created (error 15)."""
+    import time
+
+    deadline = time.monotonic() + 60
+    while True:
+        result = find_once(w, group, version)
+        if result[0] != 15 or time.monotonic() > deadline:
+            return result
+        time.sleep(0.2)
+
+
+def find_once(w, group, version):
     if version >= 4:
         r = w.call(FindCoordinatorRequest(version=version, key_type=0, coordinator_keys=[group]))
         assert len(r.coordinators) == 1
