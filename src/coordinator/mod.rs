@@ -188,6 +188,9 @@ struct GroupCell {
 /// The groups of one `__consumer_offsets` partition on its home shard.
 struct Slot {
     index: i32,
+    /// Identity of the partition object replayed: a partition closed and opened again
+    /// (topic deleted and recreated, leadership back) is replayed again.
+    partition_id: usize,
     loaded: Cell<bool>,
     /// Requests waiting for the replay to finish (woken when it ends, loaded or not).
     load_waiters: RefCell<Vec<oneshot::Sender<()>>>,
@@ -248,7 +251,12 @@ pub fn open_and_preload(index: i32) -> bool {
 async fn slot(index: i32) -> Result<Rc<Slot>> {
     let coordinator = shard_coordinator();
     let partition = local_partition(index)?;
-    let existing = coordinator.slots.borrow().get(&index).cloned();
+    let partition_id = Rc::as_ptr(&partition) as usize;
+    let mut existing = coordinator.slots.borrow().get(&index).cloned();
+    if existing.as_ref().is_some_and(|s| s.partition_id != partition_id) {
+        coordinator.slots.borrow_mut().remove(&index);
+        existing = None;
+    }
     if let Some(s) = existing {
         if !s.loaded.get() {
             // Wait a bounded time for the replay; beyond it the client retries.
@@ -266,6 +274,7 @@ async fn slot(index: i32) -> Result<Rc<Slot>> {
     }
     let s = Rc::new(Slot {
         index,
+        partition_id,
         loaded: Cell::new(false),
         load_waiters: RefCell::new(Vec::new()),
         groups: RefCell::new(BTreeMap::new()),
