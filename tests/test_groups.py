@@ -38,7 +38,7 @@ def group_name():
 
 def create_topic(bootstrap, topic, partitions):
     a = AdminClient({"bootstrap.servers": bootstrap})
-    a.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic].result(20)
+    a.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic].result(60)
 
 
 def fill(bootstrap, topic, partitions, per_partition):
@@ -488,6 +488,16 @@ def test_riptide_groups_cli(gbroker, topic_name):
     rows = [line.split() for line in out.splitlines() if line.startswith(group + " ")]
     assert sorted((r[2], r[3]) for r in rows) == [("0", "0"), ("1", "0")], out
     riptide_groups(gbroker, "reset-offsets", group, "--topic", topic_name, "--to-latest", "--execute")
+    out = riptide_groups(gbroker, "describe", group).stdout
+    rows = [line.split() for line in out.splitlines() if line.startswith(group + " ")]
+    assert sorted((r[2], r[3]) for r in rows) == [("0", "5"), ("1", "5")], out
+    # Records were written just now: a time far back resolves to the first offsets, a
+    # time far ahead to the log end.
+    riptide_groups(gbroker, "reset-offsets", group, "--topic", topic_name, "--to-datetime", "2001-01-01T00:00:00", "--execute")
+    out = riptide_groups(gbroker, "describe", group).stdout
+    rows = [line.split() for line in out.splitlines() if line.startswith(group + " ")]
+    assert sorted((r[2], r[3]) for r in rows) == [("0", "0"), ("1", "0")], out
+    riptide_groups(gbroker, "reset-offsets", group, "--topic", topic_name, "--to-datetime", "2999-01-01T00:00:00.000", "--execute")
 
     # A consumer of the group resumes from the reset offsets.
     c = ck_consumer(gbroker.bootstrap, group)

@@ -42,7 +42,7 @@ class Wire:
     """One connection; `call` sends a request and returns the decoded response."""
 
     def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
         self.proto = KafkaProtocol(client_id="riptide-protocol-test")
 
     def call(self, request):
@@ -74,10 +74,22 @@ def subscription(topics):
 
 def create_topic(bootstrap, topic, partitions=2):
     a = AdminClient({"bootstrap.servers": bootstrap})
-    a.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic].result(20)
+    a.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic].result(60)
 
 
 def find(w, group, version):
+    """FindCoordinator, retried while the offsets topic is being created (error 15)."""
+    import time
+
+    deadline = time.monotonic() + 60
+    while True:
+        result = find_once(w, group, version)
+        if result[0] != 15 or time.monotonic() > deadline:
+            return result
+        time.sleep(0.2)
+
+
+def find_once(w, group, version):
     if version >= 4:
         r = w.call(FindCoordinatorRequest(version=version, key_type=0, coordinator_keys=[group]))
         assert len(r.coordinators) == 1
@@ -394,7 +406,15 @@ def test_rebalance_in_progress_reaches_the_old_member(wire_broker):
         )
     )
     b.sock.sendall(b.proto.send_bytes())
-    hb = a.call(HeartbeatRequest(version=4, group_id=group, generation_id=j.generation_id, member_id=j.member_id))
+    # b's join travels on another connection: a sees the rebalance once it has landed.
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        hb = a.call(HeartbeatRequest(version=4, group_id=group, generation_id=j.generation_id, member_id=j.member_id))
+        if hb.error_code != NONE or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert hb.error_code == REBALANCE_IN_PROGRESS
     ra = join(a, group, 5, member_id=j.member_id)
     assert ra.error_code == NONE and ra.generation_id == j.generation_id + 1

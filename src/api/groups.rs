@@ -109,19 +109,25 @@ async fn find_one(key: &str, key_type: i8) -> (i16, i32, String, i32) {
     if key.is_empty() {
         return (codes::INVALID_GROUP_ID, -1, String::new(), -1);
     }
-    if let Err(e) = coordinator::ensure_offsets_topic().await {
-        tracing::warn!("cannot create {}: {e}", coordinator::OFFSETS_TOPIC);
+    if let Err(e) = coordinator::ensure_offsets_topic(coordinator::OFFSETS_TOPIC_CREATE_WAIT).await {
+        tracing::info!("{e}");
         return not_available;
     }
     let st = state();
     match coordinator::route(key) {
         Ok(route) => {
             let partition = route.partition;
-            // Warm the coordinator up: the group's first request should not pay the replay.
-            let _ = shards::runtime::invoke_on(route.shard, move || async move {
-                coordinator::preload(partition)
+            // Name this broker only once the partition is open on its home shard (while a
+            // new view is installed it may not be yet), and warm the coordinator up: the
+            // group's first request should not pay the replay.
+            let open = shards::runtime::invoke_on(route.shard, move || async move {
+                coordinator::open_and_preload(partition)
             })
-            .await;
+            .await
+            .unwrap_or(false);
+            if !open {
+                return not_available;
+            }
             (
                 codes::NONE,
                 st.settings.node_id.0,

@@ -46,6 +46,8 @@ const REPLAY_READ_BYTES: usize = 1 << 20;
 const REPLAY_BATCH_BYTES_MAX: usize = 64 << 20;
 /// Encoded bytes per batch this coordinator writes (below `max.message.bytes`).
 const WRITE_BATCH_BYTES_MAX: usize = 512 << 10;
+/// How long a request waits for its partition's replay before COORDINATOR_LOAD_IN_PROGRESS.
+const LOAD_WAIT: Duration = Duration::from_secs(5);
 /// Groups per offsets partition (a bound on memory under a flood of group ids).
 pub const GROUPS_PER_PARTITION_MAX: usize = 100_000;
 
@@ -84,9 +86,58 @@ pub fn route(group_id: &str) -> Result<Route> {
     Ok(Route { partition, shard })
 }
 
-/// Create `__consumer_offsets` on first use: `offsets.topic.num.partitions` partitions,
-/// replication factor min(`offsets.topic.replication.factor`, live brokers), compacted.
-pub async fn ensure_offsets_topic() -> Result<()> {
+/// How long FindCoordinator waits for `__consumer_offsets` to be created before answering
+/// COORDINATOR_NOT_AVAILABLE (clients retry; the creation goes on in the background).
+pub const OFFSETS_TOPIC_CREATE_WAIT: Duration = Duration::from_secs(5);
+
+thread_local! {
+    /// Waiters for this shard's in-flight creation of the offsets topic (one at a time).
+    static CREATION: RefCell<Option<Vec<oneshot::Sender<std::result::Result<(), String>>>>> =
+        const { RefCell::new(None) };
+}
+
+/// Make sure `__consumer_offsets` exists, waiting at most `wait` for its creation.
+pub async fn ensure_offsets_topic(wait: Duration) -> Result<()> {
+    if state().view().topic(OFFSETS_TOPIC).is_some() {
+        return Ok(());
+    }
+    let (tx, rx) = oneshot::channel();
+    let first = CREATION.with(|c| {
+        let mut c = c.borrow_mut();
+        match c.as_mut() {
+            Some(waiters) => {
+                waiters.push(tx);
+                false
+            }
+            None => {
+                *c = Some(vec![tx]);
+                true
+            }
+        }
+    });
+    if first {
+        shards::runtime::spawn_latency(async {
+            let result = create_offsets_topic().await.map_err(|e| e.to_string());
+            let waiters = CREATION.with(|c| c.borrow_mut().take()).unwrap_or_default();
+            for w in waiters {
+                let _ = w.send(result.clone());
+            }
+        });
+    }
+    let timer = glommio::timer::sleep(wait);
+    futures::pin_mut!(timer);
+    match futures::future::select(rx, timer).await {
+        futures::future::Either::Left((Ok(Ok(())), _)) => Ok(()),
+        futures::future::Either::Left((Ok(Err(e)), _)) => Err(Error::CoordinatorNotAvailable(e)),
+        futures::future::Either::Left((Err(_), _)) | futures::future::Either::Right(_) => Err(
+            Error::CoordinatorNotAvailable(format!("{OFFSETS_TOPIC} is being created")),
+        ),
+    }
+}
+
+/// Create `__consumer_offsets`: `offsets.topic.num.partitions` partitions, replication
+/// factor min(`offsets.topic.replication.factor`, live brokers), compacted.
+async fn create_offsets_topic() -> Result<()> {
     let st = state();
     let view = st.view();
     if view.topic(OFFSETS_TOPIC).is_some() {
@@ -104,11 +155,13 @@ pub async fn ensure_offsets_topic() -> Result<()> {
             ("segment.bytes".to_string(), Some("104857600".to_string())),
         ],
     };
+    let started = std::time::Instant::now();
     let mut results = crate::controller::create_topics(vec![spec], false).await?;
     match results.pop() {
         Some(Ok(created)) => {
             info!(
                 partitions = created.num_partitions,
+                elapsed_ms = started.elapsed().as_millis() as u64,
                 "created {OFFSETS_TOPIC}"
             );
             Ok(())
@@ -135,7 +188,12 @@ struct GroupCell {
 /// The groups of one `__consumer_offsets` partition on its home shard.
 struct Slot {
     index: i32,
+    /// Identity of the partition object replayed: a partition closed and opened again
+    /// (topic deleted and recreated, leadership back) is replayed again.
+    partition_id: usize,
     loaded: Cell<bool>,
+    /// Requests waiting for the replay to finish (woken when it ends, loaded or not).
+    load_waiters: RefCell<Vec<oneshot::Sender<()>>>,
     groups: RefCell<BTreeMap<String, Rc<GroupCell>>>,
 }
 
@@ -164,10 +222,28 @@ fn group_config() -> GroupConfig {
     }
 }
 
+/// The offsets partition on this, its home shard. Homed here by the table but not open
+/// yet (a view being installed opens it): COORDINATOR_LOAD_IN_PROGRESS, which clients retry.
 fn local_partition(index: i32) -> Result<Rc<Partition>> {
-    state()
-        .local_partition(&TopicPartition::new(OFFSETS_TOPIC, index))
-        .ok_or_else(|| Error::NotCoordinator(format!("{OFFSETS_TOPIC}-{index}")))
+    let st = state();
+    let tp = TopicPartition::new(OFFSETS_TOPIC, index);
+    if let Some(p) = st.local_partition(&tp) {
+        return Ok(p);
+    }
+    if st.shard_of(&tp) == Some(st.id) {
+        return Err(Error::CoordinatorLoadInProgress(index));
+    }
+    Err(Error::NotCoordinator(format!("{OFFSETS_TOPIC}-{index}")))
+}
+
+/// On the home shard: whether partition `index` is open here (FindCoordinator names this
+/// broker only then), and if so start loading its groups.
+pub fn open_and_preload(index: i32) -> bool {
+    if local_partition(index).is_err() {
+        return false;
+    }
+    preload(index);
+    true
 }
 
 /// The loaded slot of partition `index` on this (its home) shard. The first call replays
@@ -175,8 +251,21 @@ fn local_partition(index: i32) -> Result<Rc<Partition>> {
 async fn slot(index: i32) -> Result<Rc<Slot>> {
     let coordinator = shard_coordinator();
     let partition = local_partition(index)?;
-    let existing = coordinator.slots.borrow().get(&index).cloned();
+    let partition_id = Rc::as_ptr(&partition) as usize;
+    let mut existing = coordinator.slots.borrow().get(&index).cloned();
+    if existing.as_ref().is_some_and(|s| s.partition_id != partition_id) {
+        coordinator.slots.borrow_mut().remove(&index);
+        existing = None;
+    }
     if let Some(s) = existing {
+        if !s.loaded.get() {
+            // Wait a bounded time for the replay; beyond it the client retries.
+            let (tx, rx) = oneshot::channel();
+            s.load_waiters.borrow_mut().push(tx);
+            let timer = glommio::timer::sleep(LOAD_WAIT);
+            futures::pin_mut!(timer);
+            let _ = futures::future::select(rx, timer).await;
+        }
         return if s.loaded.get() {
             Ok(s)
         } else {
@@ -185,15 +274,23 @@ async fn slot(index: i32) -> Result<Rc<Slot>> {
     }
     let s = Rc::new(Slot {
         index,
+        partition_id,
         loaded: Cell::new(false),
+        load_waiters: RefCell::new(Vec::new()),
         groups: RefCell::new(BTreeMap::new()),
     });
     coordinator.slots.borrow_mut().insert(index, s.clone());
     start_expiry_task();
     let started = std::time::Instant::now();
-    match replay(&s, &partition).await {
+    let replayed = replay(&s, &partition).await;
+    if replayed.is_ok() {
+        s.loaded.set(true);
+    }
+    for w in s.load_waiters.borrow_mut().drain(..) {
+        let _ = w.send(());
+    }
+    match replayed {
         Ok(records) => {
-            s.loaded.set(true);
             let cells: Vec<Rc<GroupCell>> = s.groups.borrow().values().cloned().collect();
             for cell in &cells {
                 schedule(cell, &s);
