@@ -9,6 +9,7 @@ pub mod broker;
 pub mod cluster;
 pub mod config;
 pub mod controller;
+pub mod coordinator;
 pub mod error;
 pub mod metadata;
 pub mod server;

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+
+mod groups_cli;
 use riptide::broker::{self, BrokerSettings};
 use riptide::config::BrokerConfig;
 
@@ -21,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run a broker (the default when no command is given).
     Broker(BrokerArgs),
+    /// Consumer-group admin (as kafka-consumer-groups.sh): list, describe, reset-offsets, delete.
+    Groups(groups_cli::GroupsArgs),
 }
 
 #[derive(Parser, Debug, Default)]
@@ -57,17 +61,19 @@ fn main() {
 }
 
 fn run() -> anyhow::Result<()> {
+    // Parsing first: the admin tools must keep the default SIGINT behaviour (Ctrl-C).
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Broker(a)) => a,
+        Some(Command::Groups(g)) => return groups_cli::run(g),
+        None => BrokerArgs::default(),
+    };
     broker::block_shutdown_signals();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Broker(a)) => a,
-        None => BrokerArgs::default(),
-    };
     let settings = settings_from(args)?;
     broker::run(settings)
 }

@@ -87,9 +87,7 @@ class Broker:
         last_error = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"broker exited with {self.proc.returncode} during start-up:\n{self.log_tail()}"
-                )
+                raise RuntimeError(f"broker exited with {self.proc.returncode} during start-up:\n{self.log_tail()}")
             try:
                 kwire.api_versions(self.port, timeout_s=2.0)
                 return

@@ -2,6 +2,7 @@
 produce a list of messages and collect the delivery reports, consume assigned partitions
 from the beginning until a count is reached. Every wait is bounded."""
 
+import logging
 import time
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
@@ -9,9 +10,21 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 OP_TIMEOUT_S = 20.0
 
+# librdkafka's log goes through Python logging: pytest shows it with a failing test's
+# report, and a client that outlives its test (held by a traceback) does not print
+# reconnect errors after the summary. The NullHandler keeps logging's last-resort
+# handler from printing it outside tests.
+RDKAFKA_LOG = logging.getLogger("librdkafka")
+RDKAFKA_LOG.addHandler(logging.NullHandler())
+
+
+def conf_for(bootstrap: str, extra=None) -> dict:
+    """A client config for `bootstrap`, logging through RDKAFKA_LOG."""
+    return {"bootstrap.servers": bootstrap, "logger": RDKAFKA_LOG, **(extra or {})}
+
 
 def admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap})
+    return AdminClient(conf_for(bootstrap))
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = 1, config=None):
@@ -52,7 +65,7 @@ def produce_all(bootstrap: str, topic: str, messages, conf=None, flush_timeout_s
     headers, timestamp). Returns the delivery reports in delivery order; asserts every
     message was reported."""
     reports = []
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, **(conf or {})})
+    p = Producer(conf_for(bootstrap, {"linger.ms": 5, **(conf or {})}))
 
     def on_delivery(err, msg):
         reports.append(Delivery(msg, err))
@@ -85,18 +98,22 @@ def consumer(bootstrap: str, conf=None) -> Consumer:
     # A group.id is required by the client; offsets are never committed: these tests
     # assign partitions directly and do not depend on the group coordinator.
     return Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "riptide-tests",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            **(conf or {}),
-        }
+        conf_for(
+            bootstrap,
+            {
+                "group.id": "riptide-tests",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                **(conf or {}),
+            },
+        )
     )
 
 
-def consume(bootstrap: str, topic: str, partitions, count: int, timeout_s=60.0, conf=None, offset=OFFSET_BEGINNING, exact=True):
+def consume(
+    bootstrap: str, topic: str, partitions, count: int, timeout_s=60.0, conf=None, offset=OFFSET_BEGINNING, exact=True
+):
     """Assign `partitions` of `topic` from `offset` and return the first `count` messages
     (confluent_kafka.Message) in arrival order; fails if they do not arrive in time or an
     error other than end-of-partition is seen. With `exact`, also fails if more arrive."""

@@ -125,7 +125,10 @@ def test_create_partitions(broker, topic_name):
     assert_delivered(produce_all(broker.bootstrap, topic_name, msgs), 4)
     assert sorted(m.value() for m in consume(broker.bootstrap, topic_name, range(4), 4)) == [b"p0", b"p1", b"p2", b"p3"]
     # Partitions can only grow.
-    assert error_code(a.create_partitions([NewPartitions(topic_name, 2)], **T)[topic_name]) == KafkaError.INVALID_PARTITIONS
+    assert (
+        error_code(a.create_partitions([NewPartitions(topic_name, 2)], **T)[topic_name])
+        == KafkaError.INVALID_PARTITIONS
+    )
     assert (
         error_code(a.create_partitions([NewPartitions(topic_name + "-missing", 2)], **T)[topic_name + "-missing"])
         == KafkaError.UNKNOWN_TOPIC_OR_PART

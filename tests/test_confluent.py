@@ -14,6 +14,7 @@ from confluent_kafka import (
 
 import kwire
 from clients import (
+    conf_for,
     assert_delivered,
     by_partition,
     consume,
@@ -98,25 +99,17 @@ CODECS = {"gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 
 
 # librdkafka compresses with lz4 only when the broker advertises FindCoordinator (its
-# "LZ4" feature test); until the group APIs land it silently sends lz4 batches
-# uncompressed, which the stored-codec check below catches.
-LZ4_XFAIL = pytest.mark.xfail(
-    reason="librdkafka disables lz4 unless FindCoordinator is advertised (groups not merged)", strict=False
-)
-
-
-@pytest.mark.parametrize("codec", [pytest.param(c, marks=LZ4_XFAIL) if c == "lz4" else c for c in sorted(CODECS)])
+# "LZ4" feature test); otherwise it silently sends lz4 batches uncompressed, which the
+# stored-codec check below catches.
+@pytest.mark.parametrize("codec", sorted(CODECS))
 def test_compression_codec_round_trip(broker, topic_name, codec):
     n = 5000
     # Every message compressible on its own: librdkafka sends a batch uncompressed when
     # compression does not shrink it (e.g. a lone small first message).
     msgs = [
-        {"partition": 0, "key": b"k%d" % (i % 10), "value": b"value %d " % i + b"x" * (100 + i % 200)}
-        for i in range(n)
+        {"partition": 0, "key": b"k%d" % (i % 10), "value": b"value %d " % i + b"x" * (100 + i % 200)} for i in range(n)
     ]
-    reports = produce_all(
-        broker.bootstrap, topic_name, msgs, conf={"compression.type": codec, "linger.ms": 50}
-    )
+    reports = produce_all(broker.bootstrap, topic_name, msgs, conf={"compression.type": codec, "linger.ms": 50})
     assert_delivered(reports, n)
     got = consume(broker.bootstrap, topic_name, [0], n)
     assert [(m.key(), m.value()) for m in got] == [(m["key"], m["value"]) for m in msgs]
@@ -212,12 +205,6 @@ def test_idempotent_producer_with_connections_dropped_mid_flight(broker_factory,
         proxy.close()
 
 
-TIME_XFAIL = pytest.mark.xfail(
-    reason="ListOffsets by timestamp not merged (interim log: earliest/latest only)", strict=False
-)
-
-
-@TIME_XFAIL
 def test_offsets_for_times(broker, topic_name):
     create_topic(broker.bootstrap, topic_name, 2)
     ts0 = 1_700_000_000_000
@@ -252,7 +239,6 @@ def test_offsets_for_times(broker, topic_name):
         c.close()
 
 
-@TIME_XFAIL
 def test_offsets_for_times_out_of_order_timestamps(broker, topic_name):
     """Kafka returns the earliest offset whose timestamp is >= the target, even when
     timestamps in the log are not monotonic."""
@@ -287,7 +273,7 @@ def test_long_poll_wakes_on_append(broker, topic_name):
     long poll wakes on append, not on fetch.wait.max.ms expiry)."""
     assert_delivered(produce_all(broker.bootstrap, topic_name, [{"value": b"first"}]), 1)
     c = consumer(broker.bootstrap, {"fetch.wait.max.ms": 5000})
-    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
+    p = Producer(conf_for(broker.bootstrap, {"linger.ms": 0}))
     try:
         c.assign([TopicPartition(topic_name, 0, 1)])
         # Let the consumer park its fetch at offset 1.
@@ -304,4 +290,5 @@ def test_long_poll_wakes_on_append(broker, topic_name):
         assert max(latencies) < 2.0, latencies
     finally:
         c.close()
+        p.purge()
         p.close()

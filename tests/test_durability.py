@@ -9,15 +9,19 @@ of the storage seam prove durability; these prove recovery and bookkeeping.)"""
 import threading
 import time
 
-import pytest
 from confluent_kafka import Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
 
-from clients import OP_TIMEOUT_S, admin, assert_delivered, by_partition, consume, consumer, create_topic, produce_all
-
-PERSISTENT_XFAIL = pytest.mark.xfail(
-    reason="persistence not merged yet: the interim in-memory log and metadata lose topics and records on restart",
-    strict=False,
+from clients import (
+    OP_TIMEOUT_S,
+    admin,
+    assert_delivered,
+    by_partition,
+    conf_for,
+    consume,
+    consumer,
+    create_topic,
+    produce_all,
 )
 
 
@@ -50,7 +54,9 @@ def messages(n, partitions, tag=b""):
 
 
 def as_tuples(msgs):
-    return [(m.partition(), m.offset(), m.key(), m.value(), m.headers(), m.timestamp()[1]) for m in msgs]
+    """Comparable records, in (partition, offset) order: arrival order across partitions
+    is not defined."""
+    return sorted((m.partition(), m.offset(), m.key(), m.value(), m.headers(), m.timestamp()[1]) for m in msgs)
 
 
 def check_restart_keeps_everything(broker, topic_name, kill):
@@ -105,7 +111,7 @@ def test_sigterm_with_active_clients_exits_cleanly(broker, topic_name):
     msgs = [{"partition": q, "value": b"x"} for q in range(partitions)]
     assert_delivered(produce_all(broker.bootstrap, topic_name, msgs), partitions)
     consumers = [consumer(broker.bootstrap, {"fetch.wait.max.ms": 5000}) for _ in range(4)]
-    p = Producer({"bootstrap.servers": broker.bootstrap})
+    p = Producer(conf_for(broker.bootstrap))
     try:
         for c in consumers:
             c.assign([TopicPartition(topic_name, q, 0) for q in range(partitions)])
@@ -129,17 +135,14 @@ def test_sigterm_with_active_clients_exits_cleanly(broker, topic_name):
     assert took_s < 8, f"shutdown took {took_s:.1f}s"
 
 
-@PERSISTENT_XFAIL
 def test_clean_restart_keeps_everything(broker, topic_name):
     check_restart_keeps_everything(broker, topic_name, kill=False)
 
 
-@PERSISTENT_XFAIL
 def test_kill9_restart_keeps_everything(broker, topic_name):
     check_restart_keeps_everything(broker, topic_name, kill=True)
 
 
-@PERSISTENT_XFAIL
 def test_kill9_during_acks_all_produce_keeps_acknowledged(broker, topic_name):
     """A producer with acks=all writes continuously; the broker is killed -9 mid-stream and
     restarted. Every record whose delivery was acknowledged is there, at its offset."""
@@ -157,13 +160,15 @@ def test_kill9_during_acks_all_produce_keeps_acknowledged(broker, topic_name):
             (failed if err else acked).append((msg.partition(), msg.offset(), msg.value()))
 
     p = Producer(
-        {
-            "bootstrap.servers": broker.bootstrap,
-            "acks": "all",
-            "linger.ms": 2,
-            "message.timeout.ms": 3000,
-            "retries": 0,
-        }
+        conf_for(
+            broker.bootstrap,
+            {
+                "acks": "all",
+                "linger.ms": 2,
+                "message.timeout.ms": 3000,
+                "retries": 0,
+            },
+        )
     )
     stop = threading.Event()
 
@@ -205,6 +210,8 @@ def test_kill9_during_acks_all_produce_keeps_acknowledged(broker, topic_name):
     finally:
         c.close()
     total = sum(ends.values())
-    stored = {(m.partition(), m.offset()): m.value() for m in consume(broker.bootstrap, topic_name, range(partitions), total)}
+    stored = {
+        (m.partition(), m.offset()): m.value() for m in consume(broker.bootstrap, topic_name, range(partitions), total)
+    }
     missing = [(q, o, v) for q, o, v in acked_now if stored.get((q, o)) != v]
     assert not missing, f"{len(missing)} of {len(acked_now)} acknowledged records lost or changed, first: {missing[:3]}"

@@ -82,7 +82,14 @@ def test_round_trip(broker, topic_name, api_version):
 def test_headers_and_null_value(broker, topic_name):
     p = KafkaProducer(bootstrap_servers=broker.bootstrap)
     try:
-        p.send(topic_name, key=b"k", value=None, headers=[("a", b"1"), ("b", b"")], partition=0, timestamp_ms=1_234_567_890_123)
+        p.send(
+            topic_name,
+            key=b"k",
+            value=None,
+            headers=[("a", b"1"), ("b", b"")],
+            partition=0,
+            timestamp_ms=1_234_567_890_123,
+        )
         p.send(topic_name, key=None, value=b"v", partition=0)
         p.flush(30)
     finally:
@@ -95,7 +102,9 @@ def test_headers_and_null_value(broker, topic_name):
 def test_admin_create_list_describe_delete(broker, topic_name):
     a = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
     try:
-        a.create_topics([NewTopic(topic_name, num_partitions=3, replication_factor=1, topic_configs={"retention.ms": "7200000"})])
+        a.create_topics(
+            [NewTopic(topic_name, num_partitions=3, replication_factor=1, topic_configs={"retention.ms": "7200000"})]
+        )
         assert topic_name in a.list_topics()
         [d] = a.describe_topics([topic_name])
         assert (d["name"], d["error_code"]) == (topic_name, 0)

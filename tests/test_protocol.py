@@ -5,7 +5,6 @@ limits connections.max.idle.ms and max.connections."""
 import struct
 import time
 
-import pytest
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, KafkaError
 
 import kwire
@@ -101,7 +100,6 @@ def test_topic_max_message_bytes(broker, topic_name):
     assert_delivered(produce_all(broker.bootstrap, topic_name, [{"value": b"y" * 1000, "partition": 0}], conf=conf), 1)
 
 
-@pytest.mark.xfail(reason="LogAppendTime stamping not merged (the interim log keeps CreateTime)", strict=False)
 def test_log_append_time(broker, topic_name):
     create_topic(broker.bootstrap, topic_name, 1, {"message.timestamp.type": "LogAppendTime"})
     t0_ms = int(time.time() * 1000)

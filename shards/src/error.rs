@@ -103,6 +103,10 @@ pub enum Error {
     /// An unreadable metadata or checkpoint file.
     #[error("corrupt file {path}: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    /// Kafka INVALID_TIMESTAMP: a CreateTime timestamp outside
+    /// `message.timestamp.before.max.ms` / `message.timestamp.after.max.ms` of broker time.
+    #[error("timestamp {timestamp_ms} is out of range of broker time {now_ms}")]
+    InvalidTimestamp { timestamp_ms: i64, now_ms: i64 },
 }
 
 impl Error {

@@ -44,6 +44,9 @@ pub struct Partition {
     /// Appends since the last producer-state snapshot.
     producers_dirty: Cell<bool>,
     clock: Rc<dyn Clock>,
+    /// `message.timestamp.before.max.ms` / `after.max.ms` (CreateTime topics only).
+    timestamp_before_max_ms: Cell<i64>,
+    timestamp_after_max_ms: Cell<i64>,
 }
 
 /// What opening a partition needs from its shard.
@@ -85,7 +88,35 @@ impl Partition {
             producers: RefCell::new(producers),
             producers_dirty: Cell::new(false),
             clock: ctx.clock.clone(),
+            timestamp_before_max_ms: Cell::new(i64::MAX),
+            timestamp_after_max_ms: Cell::new(i64::MAX),
         }))
+    }
+
+    /// Set the accepted distance of CreateTime timestamps from broker time.
+    pub fn set_timestamp_bounds(&self, before_max_ms: i64, after_max_ms: i64) {
+        self.timestamp_before_max_ms.set(before_max_ms);
+        self.timestamp_after_max_ms.set(after_max_ms);
+    }
+
+    /// Kafka's timestamp check, on the batch's first and largest timestamps (records of an
+    /// uncompressed batch are not each checked: a documented approximation).
+    fn check_timestamps(&self, header: &BatchHeader) -> Result<()> {
+        if self.log.config().message_timestamp_type != crate::batch::TimestampType::CreateTime {
+            return Ok(());
+        }
+        let now_ms = self.clock.now_ms();
+        for ts in [header.base_timestamp, header.max_timestamp] {
+            let behind = now_ms.saturating_sub(ts) > self.timestamp_before_max_ms.get();
+            let ahead = ts.saturating_sub(now_ms) > self.timestamp_after_max_ms.get();
+            if ts >= 0 && (behind || ahead) {
+                return Err(Error::InvalidTimestamp {
+                    timestamp_ms: ts,
+                    now_ms,
+                });
+            }
+        }
+        Ok(())
     }
 
     pub fn log(&self) -> &Rc<PartitionLog> {
@@ -130,6 +161,7 @@ impl Partition {
                 header,
             });
         }
+        self.check_timestamps(&header)?;
         let info = self.log.append(batch, self.leader_epoch.get())?;
         if header.has_producer_id() {
             self.producers.borrow_mut().update(
@@ -181,6 +213,18 @@ impl Partition {
 
     pub async fn changed_since(&self, generation: u64) {
         self.log.changed_since(generation).await
+    }
+
+    /// Drop producers idle for `producer.id.expiration.ms`.
+    pub fn expire_producers(&self, expiration_ms: i64) {
+        if self
+            .producers
+            .borrow_mut()
+            .expire(self.clock.now_ms(), expiration_ms)
+            > 0
+        {
+            self.producers_dirty.set(true);
+        }
     }
 
     /// Snapshot producer state if it changed since the last snapshot.

@@ -297,3 +297,39 @@ mod tests {
         assert_eq!(rt.join().unwrap(), vec![0, 1, 2]);
     }
 }
+
+/// A one-shot rendezvous of all shards (start-up: every shard's state exists before the
+/// controller talks to it; shutdown: no shard closes partitions while another still
+/// serves clients). Waiting polls every millisecond: it runs twice per process lifetime.
+#[derive(Clone, Debug)]
+pub struct Rendezvous {
+    arrived: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    parties: usize,
+}
+
+impl Rendezvous {
+    pub fn new(parties: usize) -> Self {
+        Rendezvous {
+            arrived: Default::default(),
+            parties,
+        }
+    }
+
+    /// Count this shard as arrived without waiting.
+    pub fn arrive(&self) {
+        self.arrived
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Wait until every party has arrived.
+    pub async fn wait(&self) {
+        while self.arrived.load(std::sync::atomic::Ordering::Acquire) < self.parties {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    pub async fn arrive_and_wait(&self) {
+        self.arrive();
+        self.wait().await;
+    }
+}

@@ -32,6 +32,22 @@ pub const INVALID_RECORD: i16 = 87;
 pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 pub const UNKNOWN_TOPIC_ID: i16 = 100;
 pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+pub const NOT_COORDINATOR: i16 = 16;
+pub const ILLEGAL_GENERATION: i16 = 22;
+pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+pub const INVALID_GROUP_ID: i16 = 24;
+pub const UNKNOWN_MEMBER_ID: i16 = 25;
+pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+pub const REBALANCE_IN_PROGRESS: i16 = 27;
+pub const NON_EMPTY_GROUP: i16 = 68;
+pub const GROUP_ID_NOT_FOUND: i16 = 69;
+pub const MEMBER_ID_REQUIRED: i16 = 79;
+pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
+pub const FENCED_INSTANCE_ID: i16 = 82;
+pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 
 pub fn code_of(err: &Error) -> i16 {
     match err {
@@ -47,6 +63,22 @@ pub fn code_of(err: &Error) -> i16 {
         Error::FencedLeaderEpoch { .. } => FENCED_LEADER_EPOCH,
         Error::UnknownLeaderEpoch { .. } => UNKNOWN_LEADER_EPOCH,
         Error::Metadata(_) | Error::Io { .. } => UNKNOWN_SERVER_ERROR,
+        Error::NotCoordinator(_) => NOT_COORDINATOR,
+        Error::CoordinatorLoadInProgress(_) => COORDINATOR_LOAD_IN_PROGRESS,
+        Error::CoordinatorNotAvailable(_) => COORDINATOR_NOT_AVAILABLE,
+        Error::IllegalGeneration(_) => ILLEGAL_GENERATION,
+        Error::UnknownMemberId(_) => UNKNOWN_MEMBER_ID,
+        Error::RebalanceInProgress(_) => REBALANCE_IN_PROGRESS,
+        Error::MemberIdRequired(_) => MEMBER_ID_REQUIRED,
+        Error::FencedInstanceId(_) => FENCED_INSTANCE_ID,
+        Error::GroupIdNotFound(_) => GROUP_ID_NOT_FOUND,
+        Error::NonEmptyGroup(_) => NON_EMPTY_GROUP,
+        Error::InconsistentGroupProtocol(_) => INCONSISTENT_GROUP_PROTOCOL,
+        Error::GroupSubscribedToTopic(_) => GROUP_SUBSCRIBED_TO_TOPIC,
+        Error::InvalidSessionTimeout(_) => INVALID_SESSION_TIMEOUT,
+        Error::OffsetMetadataTooLarge(_) => OFFSET_METADATA_TOO_LARGE,
+        Error::GroupMaxSizeReached(_) => GROUP_MAX_SIZE_REACHED,
+        Error::InvalidGroupId(_) => INVALID_GROUP_ID,
     }
 }
 
@@ -64,6 +96,7 @@ fn engine_code(err: &shards::Error) -> i16 {
         E::InvalidProducerEpoch { .. } => INVALID_PRODUCER_EPOCH,
         E::UnknownProducerId { .. } => UNKNOWN_PRODUCER_ID,
         E::CorruptSnapshot(_) => UNKNOWN_SERVER_ERROR,
+        E::InvalidTimestamp { .. } => INVALID_TIMESTAMP,
         E::InvalidConfig { .. } | E::UnknownConfig { .. } => INVALID_CONFIG,
         E::TopicExists(_) => TOPIC_ALREADY_EXISTS,
         E::UnknownTopic(_) => UNKNOWN_TOPIC_OR_PARTITION,

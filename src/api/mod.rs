@@ -6,6 +6,7 @@ mod admin;
 pub mod codes;
 mod configs;
 mod fetch;
+mod groups;
 mod metadata;
 mod offsets;
 mod produce;
@@ -32,7 +33,7 @@ pub struct Ctx {
 }
 
 impl Handler for Api {
-    async fn handle(self: &Rc<Self>, _conn: &Rc<ConnInfo>, frame: Bytes) -> Reply {
+    async fn handle(self: &Rc<Self>, conn: &Rc<ConnInfo>, frame: Bytes) -> Reply {
         let (header, body) = match wire::decode_header(frame) {
             Ok(h) => h,
             Err(e) => {
@@ -63,11 +64,22 @@ impl Handler for Api {
             debug!(?ctx, "unsupported api version: closing");
             return Reply::Close;
         }
-        dispatch(ctx, body).await
+        let client = groups::Client {
+            client_id: header
+                .client_id
+                .as_ref()
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
+            host: conn
+                .peer
+                .map(|p| format!("/{}", p.ip()))
+                .unwrap_or_default(),
+        };
+        dispatch(ctx, body, client).await
     }
 }
 
-async fn dispatch(ctx: Ctx, body: Bytes) -> Reply {
+async fn dispatch(ctx: Ctx, body: Bytes, client: groups::Client) -> Reply {
     macro_rules! decode {
         ($t:ty) => {
             match <$t>::decode(&mut body.clone(), ctx.version) {
@@ -131,6 +143,35 @@ async fn dispatch(ctx: Ctx, body: Bytes) -> Reply {
             ctx,
             &offsets::offset_for_leader_epoch(ctx, decode!(OffsetForLeaderEpochRequest)).await,
         )),
+        ApiKey::FindCoordinator => Reply::Ready(encode(
+            ctx,
+            &groups::find_coordinator(ctx, decode!(FindCoordinatorRequest)).await,
+        )),
+        ApiKey::JoinGroup => groups::join_group(ctx, decode!(JoinGroupRequest), client).await,
+        ApiKey::SyncGroup => groups::sync_group(ctx, decode!(SyncGroupRequest)).await,
+        ApiKey::Heartbeat => Reply::Ready(encode(
+            ctx,
+            &groups::heartbeat(ctx, decode!(HeartbeatRequest)).await,
+        )),
+        ApiKey::LeaveGroup => Reply::Ready(encode(
+            ctx,
+            &groups::leave_group(ctx, decode!(LeaveGroupRequest)).await,
+        )),
+        ApiKey::OffsetCommit => groups::offset_commit(ctx, decode!(OffsetCommitRequest)).await,
+        ApiKey::OffsetFetch => Reply::Ready(encode(
+            ctx,
+            &groups::offset_fetch(ctx, decode!(OffsetFetchRequest)).await,
+        )),
+        ApiKey::OffsetDelete => groups::offset_delete(ctx, decode!(OffsetDeleteRequest)).await,
+        ApiKey::DescribeGroups => Reply::Ready(encode(
+            ctx,
+            &groups::describe_groups(ctx, decode!(DescribeGroupsRequest)).await,
+        )),
+        ApiKey::ListGroups => Reply::Ready(encode(
+            ctx,
+            &groups::list_groups(ctx, decode!(ListGroupsRequest)).await,
+        )),
+        ApiKey::DeleteGroups => groups::delete_groups(ctx, decode!(DeleteGroupsRequest)).await,
         _ => Reply::Close,
     }
 }

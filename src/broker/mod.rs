@@ -36,6 +36,9 @@ pub struct ShardState {
     pub partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
     /// Storage, clock and memory budgets every partition of this shard opens with.
     pub open_ctx: OpenContext,
+    /// Views are installed one at a time: two concurrent installs would open the same
+    /// partition twice (both writing its checkpoints).
+    install_lock: glommio::sync::Semaphore,
 }
 
 thread_local! {
@@ -67,6 +70,9 @@ impl ShardState {
 /// now homed here, close the ones that left. Views older than the current are ignored.
 pub async fn install_view(view: Arc<ClusterView>) {
     let st = state();
+    let Ok(_permit) = st.install_lock.acquire_permit(1).await else {
+        return;
+    };
     if view.revision <= st.view.borrow().revision && st.view.borrow().revision >= 0 {
         return;
     }
@@ -108,8 +114,22 @@ pub async fn install_view(view: Arc<ClusterView>) {
 
     let owned = st.table.borrow().owned_by(st.id);
     for tp in owned {
-        if st.partitions.borrow().contains_key(&tp) {
-            continue;
+        let open = st.partitions.borrow().get(&tp).cloned();
+        if let Some(p) = open {
+            // A topic config change (AlterConfigs) takes effect by reopening the log with
+            // the new config: rare, and the log's recovery after a clean close is cheap.
+            let Some((_, _, topic)) = wanted.get(&tp) else {
+                continue;
+            };
+            if *p.log().config() == st.settings.log_config(&topic.configs) {
+                let (before_ms, after_ms) = st.settings.timestamp_bounds(&topic.configs);
+                p.set_timestamp_bounds(before_ms, after_ms);
+                continue;
+            }
+            st.partitions.borrow_mut().remove(&tp);
+            if let Err(e) = p.close().await {
+                warn!(%tp, "closing partition for a config change: {e}");
+            }
         }
         let Some((topic_id, epoch, topic)) = wanted.get(&tp).cloned() else {
             continue;
@@ -155,7 +175,10 @@ async fn open_partition(
 ) -> crate::error::Result<Rc<Partition>> {
     let dir = st.settings.data_dir.join(tp.dir_name());
     let config = st.settings.log_config(&topic.configs);
-    Ok(Partition::open(tp.clone(), topic_id, dir, config, epoch, &st.open_ctx).await?)
+    let p = Partition::open(tp.clone(), topic_id, dir, config, epoch, &st.open_ctx).await?;
+    let (before_ms, after_ms) = st.settings.timestamp_bounds(&topic.configs);
+    p.set_timestamp_bounds(before_ms, after_ms);
+    Ok(p)
 }
 
 /// Run the broker until SIGINT/SIGTERM. Blocks the calling thread.
@@ -175,13 +198,18 @@ pub fn run(settings: BrokerSettings) -> anyhow::Result<()> {
         stop_rxs.into_iter().map(Some).collect::<Vec<_>>(),
     ));
     let s = settings.clone();
+    let started = shards::runtime::Rendezvous::new(settings.shard_count as usize);
+    let stopped = shards::runtime::Rendezvous::new(settings.shard_count as usize);
+    // Shard 0 alone arrives, once the controller has installed the first view everywhere.
+    let ready = shards::runtime::Rendezvous::new(1);
     let runtime = shards::runtime::Runtime::start(&runtime_config, move |id| {
         let settings = s.clone();
         let counter = counter.clone();
+        let phases = (started.clone(), ready.clone(), stopped.clone());
         let stop = stop_rxs.lock().expect("stop list")[id.0 as usize]
             .take()
             .expect("one stop per shard");
-        async move { shard_main(id, settings, counter, stop).await }
+        async move { shard_main(id, settings, counter, stop, phases).await }
     })?;
     wait_for_signal();
     info!("shutting down");
@@ -198,6 +226,11 @@ async fn shard_main(
     settings: Arc<BrokerSettings>,
     counter: Arc<crate::server::ConnectionCounter>,
     stop: oneshot::Receiver<()>,
+    (started, ready, stopped): (
+        shards::runtime::Rendezvous,
+        shards::runtime::Rendezvous,
+        shards::runtime::Rendezvous,
+    ),
 ) {
     let storage = match shards::storage::DmaStorage::init(&settings.data_dir).await {
         Ok(s) => s,
@@ -227,8 +260,11 @@ async fn shard_main(
         table: RefCell::new(PartitionTable::new(shards::runtime::shard_count())),
         partitions: RefCell::new(HashMap::new()),
         open_ctx,
+        install_lock: glommio::sync::Semaphore::new(1),
     });
     STATE.with(|s| *s.borrow_mut() = Some(st.clone()));
+    // Every shard's state must exist before the controller installs the first view.
+    started.arrive_and_wait().await;
     if id.0 == 0 {
         // The controller lives on shard 0: it loads metadata and pushes the first view
         // to every shard before any listener opens.
@@ -236,7 +272,13 @@ async fn shard_main(
             tracing::error!("controller failed to start: {e}");
             std::process::exit(1);
         }
+        ready.arrive();
     }
+    shards::runtime::spawn_background(maintenance(settings.clone()));
+    // No listener before every shard has installed the first view and opened (recovered)
+    // its partitions: a client must never be told that an existing topic or partition is
+    // unknown because it connected during start-up.
+    ready.wait().await;
     let addr: SocketAddr = settings.listen_addr;
     let handler = Rc::new(crate::api::Api::default());
     let stop = async move {
@@ -248,7 +290,10 @@ async fn shard_main(
         tracing::error!(%addr, "listener failed: {e}");
         std::process::exit(1);
     }
-    // Clean shutdown: close every local partition (flush, checkpoints, clean marker).
+    // Clean shutdown. Every shard first stops its listener and connections; only then are
+    // partitions closed, so no request is half-served by a closing partition.
+    stopped.arrive_and_wait().await;
+    // Close every local partition (flush, checkpoints, clean marker).
     let parts: Vec<_> = st.partitions.borrow_mut().drain().collect();
     for (tp, p) in parts {
         if let Err(e) = p.close().await {
@@ -258,11 +303,45 @@ async fn shard_main(
     if id.0 == 0 {
         crate::controller::shutdown();
     }
-    STATE.with(|s| *s.borrow_mut() = None);
+    // STATE stays set: the executor drops (never polls) whatever tasks remain.
 }
 
 /// Wait for SIGINT or SIGTERM. Works because `block_shutdown_signals` blocked both before
 /// any shard thread existed, so no other thread consumes them.
+/// How often producer state is snapshotted and expired producers are dropped.
+const PRODUCER_SNAPSHOT_INTERVAL_MS: u64 = 30_000;
+
+/// Background upkeep of this shard's partitions, on the background task queue: retention
+/// every `log.retention.check.interval.ms`, producer-state snapshots and expiry every
+/// 30 s. Runs until the shard stops (the task is dropped with the executor).
+async fn maintenance(settings: Arc<BrokerSettings>) {
+    let retention_every_ms = settings.config.log_retention_check_interval_ms().max(1) as u64;
+    let expiration_ms = settings.config.producer_id_expiration_ms();
+    let tick_ms = retention_every_ms.min(PRODUCER_SNAPSHOT_INTERVAL_MS);
+    let mut since_retention_ms = 0u64;
+    loop {
+        glommio::timer::sleep(std::time::Duration::from_millis(tick_ms)).await;
+        since_retention_ms += tick_ms;
+        let run_retention = since_retention_ms >= retention_every_ms;
+        if run_retention {
+            since_retention_ms = 0;
+        }
+        let partitions: Vec<Rc<Partition>> =
+            state().partitions.borrow().values().cloned().collect();
+        for p in partitions {
+            if run_retention {
+                if let Err(e) = p.log().enforce_retention().await {
+                    warn!(tp = %p.tp, "retention failed: {e}");
+                }
+            }
+            p.expire_producers(expiration_ms);
+            if let Err(e) = p.snapshot_producers().await {
+                warn!(tp = %p.tp, "producer snapshot failed: {e}");
+            }
+        }
+    }
+}
+
 fn wait_for_signal() {
     // SAFETY: sigwait on a properly initialised set of signals blocked in every thread.
     unsafe {

@@ -83,8 +83,22 @@ impl BrokerSettings {
             request_bytes_max: self.request_bytes_max,
             connections_max: self.connections_max,
             idle_ms_max: self.idle_ms_max,
-            in_flight_max: 16,
+            ..ServerLimits::default()
         }
+    }
+
+    /// `message.timestamp.before.max.ms` and `after.max.ms` of a topic.
+    pub fn timestamp_bounds(&self, overrides: &BTreeMap<String, String>) -> (i64, i64) {
+        let eff = self.topic_config(overrides).resolve(&self.config);
+        (
+            eff.message_timestamp_before_max_ms(),
+            eff.message_timestamp_after_max_ms(),
+        )
+    }
+
+    fn topic_config(&self, overrides: &BTreeMap<String, String>) -> TopicConfig {
+        TopicConfig::from_entries(overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .unwrap_or_else(|_| TopicConfig::new())
     }
 
     /// The log config of a topic: its overrides over the broker defaults. Overrides were

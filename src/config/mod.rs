@@ -458,6 +458,9 @@ impl BrokerConfig {
     pub fn min_insync_replicas(&self) -> i32 {
         self.int("min.insync.replicas") as i32
     }
+    pub fn log_retention_check_interval_ms(&self) -> i64 {
+        self.int("log.retention.check.interval.ms")
+    }
     pub fn producer_id_expiration_ms(&self) -> i64 {
         self.int("producer.id.expiration.ms")
     }
@@ -472,6 +475,24 @@ impl BrokerConfig {
     }
     pub fn group_initial_rebalance_delay_ms(&self) -> i64 {
         self.int("group.initial.rebalance.delay.ms")
+    }
+    pub fn group_min_session_timeout_ms(&self) -> i32 {
+        self.int("group.min.session.timeout.ms") as i32
+    }
+    pub fn group_max_session_timeout_ms(&self) -> i32 {
+        self.int("group.max.session.timeout.ms") as i32
+    }
+    pub fn group_max_size(&self) -> i32 {
+        self.int("group.max.size") as i32
+    }
+    pub fn offset_metadata_max_bytes(&self) -> i32 {
+        self.int("offset.metadata.max.bytes") as i32
+    }
+    pub fn offsets_retention_ms(&self) -> i64 {
+        self.int("offsets.retention.minutes") * 60_000
+    }
+    pub fn offsets_retention_check_interval_ms(&self) -> i64 {
+        self.int("offsets.retention.check.interval.ms")
     }
     /// `riptide.cores`: `None` means one shard per available core.
     pub fn cores(&self) -> Option<usize> {

@@ -44,6 +44,15 @@ pub const SUPPORTED_APIS: &[ApiVersionRange] = &[
     api(ApiKey::Fetch, 4, 12),
     api(ApiKey::ListOffsets, 1, 7),
     api(ApiKey::Metadata, 0, 12),
+    api(ApiKey::OffsetCommit, 2, 9),
+    api(ApiKey::OffsetFetch, 1, 9),
+    api(ApiKey::FindCoordinator, 0, 4),
+    api(ApiKey::JoinGroup, 0, 9),
+    api(ApiKey::Heartbeat, 0, 4),
+    api(ApiKey::LeaveGroup, 0, 5),
+    api(ApiKey::SyncGroup, 0, 5),
+    api(ApiKey::DescribeGroups, 0, 5),
+    api(ApiKey::ListGroups, 0, 4),
     api(ApiKey::ApiVersions, 0, 3),
     // Kafka 4 removed CreateTopics v0–v1 and DeleteTopics v0 (KIP-896), and kafka-protocol
     // 0.18 (generated from Kafka 4.1) cannot decode them: DESIGN's 0–7 / 0–6 is not servable.
@@ -55,7 +64,9 @@ pub const SUPPORTED_APIS: &[ApiVersionRange] = &[
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::AlterConfigs, 0, 2),
     api(ApiKey::CreatePartitions, 0, 3),
+    api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
+    api(ApiKey::OffsetDelete, 0, 0),
     api(ApiKey::DescribeCluster, 0, 1),
 ];
 

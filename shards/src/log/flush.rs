@@ -6,8 +6,6 @@ use std::rc::{Rc, Weak};
 
 use std::collections::VecDeque;
 
-use futures::stream::{FuturesUnordered, StreamExt};
-
 use super::checkpoint::{self, RECOVERY_POINT_CHECKPOINT};
 use super::recovery::write_index_files;
 use super::{segment_file_name, FlushPolicy, Log};
@@ -59,19 +57,24 @@ pub fn spawn_flusher<S: Storage>(log: &Rc<Log<S>>) {
     .detach();
 }
 
-/// Bytes one flusher step writes at most into one segment.
-const STEP_BYTES_MAX: u64 = 64 << 20;
+async fn join_write(task: &mut glommio::task::JoinHandle<Result<()>>) -> Result<()> {
+    match task.await {
+        Some(r) => r,
+        None => Err(crate::Error::LogFailed("a write task was cancelled".into())),
+    }
+}
 
 /// One submitted write, completed in submission order.
 struct Chunk {
-    id: u64,
+    /// Bytes of the write (padding included), for the per-log device in-flight limit.
+    device_bytes: usize,
     end_pos: u64,
     /// New data bytes (excluding the rewritten partial block) for in-flight accounting.
     data_bytes: usize,
     last_next: Option<i64>,
     /// The partial last block, if this chunk ends inside a block.
     tail: Option<Vec<u8>>,
-    done: bool,
+    task: glommio::task::JoinHandle<Result<()>>,
 }
 
 pub enum FlushWait {
@@ -89,9 +92,7 @@ impl<S: Storage> Log<S> {
         if inner.failed.is_some() || inner.closed {
             return FlushWait::Stop;
         }
-        if inner.segments.values().any(|s| s.needs_flush_work())
-            || inner.epochs_dirty
-            || inner.recovery_point_dirty
+        if inner.segments.values().any(|s| s.needs_flush_work()) || inner.recovery_point_dirty
         {
             return FlushWait::Now;
         }
@@ -122,24 +123,46 @@ impl<S: Storage> Log<S> {
     /// every segment in order (creating and sealing segments on the way), then syncs the
     /// active segment if the policy asks, writing dirty checkpoints first.
     pub(super) async fn flush_step(&self) -> Result<()> {
-        loop {
-            let job = {
-                let inner = self.inner.borrow();
-                inner
-                    .segments
-                    .values()
-                    .find(|s| s.needs_flush_work())
-                    .map(|s| s.base)
-            };
-            let Some(base) = job else { break };
+        // Segments in order, each once per step; a segment left with work stops the step,
+        // so the written offset only covers a contiguous prefix of the log.
+        let bases: Vec<i64> = {
+            let inner = self.inner.borrow();
+            inner
+                .segments
+                .values()
+                .filter(|s| s.needs_flush_work())
+                .map(|s| s.base)
+                .collect()
+        };
+        for base in bases {
             self.process_segment(base).await?;
+            let unfinished = self
+                .inner
+                .borrow()
+                .segments
+                .get(&base)
+                .is_some_and(|s| s.needs_flush_work());
+            if unfinished {
+                break;
+            }
         }
         self.sync_by_policy(false).await
     }
 
     /// Writes and syncs everything (truncation, close): afterwards disk == memory.
     pub(super) async fn flush_all_locked(&self) -> Result<()> {
-        self.flush_step().await?;
+        loop {
+            self.flush_step().await?;
+            let more = self
+                .inner
+                .borrow()
+                .segments
+                .values()
+                .any(|s| s.needs_flush_work());
+            if !more {
+                break;
+            }
+        }
         self.sync_by_policy(true).await
     }
 
@@ -177,12 +200,9 @@ impl<S: Storage> Log<S> {
             // `always`, the next fdatasync).
             self.write_pending(base).await?;
         }
-        let seal = self
-            .inner
-            .borrow()
-            .segments
-            .get(&base)
-            .is_some_and(|s| s.sealed && !s.finalized);
+        let seal = self.inner.borrow().segments.get(&base).is_some_and(|s| {
+            s.sealed && !s.finalized && s.pending.is_empty() && s.written == s.size
+        });
         if seal {
             self.finalize_segment(base).await?;
         }
@@ -209,13 +229,10 @@ impl<S: Storage> Log<S> {
             )
         };
         let first_submitted = submitted;
-        let mut front_taken = 0usize; // bytes of the front pending batch already copied
-        let mut inflight = FuturesUnordered::new();
         let mut queue: VecDeque<Chunk> = VecDeque::new();
-        let mut next_id = 0u64;
         let mut partial_outstanding = false;
         loop {
-            while inflight.len() < self.config.writes_in_flight_max && !partial_outstanding {
+            while queue.len() < self.config.writes_in_flight_max && !partial_outstanding {
                 let (limit, head) = {
                     let inner = self.inner.borrow();
                     let seg = inner.segments.get(&base).expect("segment");
@@ -223,7 +240,7 @@ impl<S: Storage> Log<S> {
                     (limit, seg.tail_block.len())
                 };
                 // Bounded steps, so checkpoints and waiting truncations get their turn.
-                let limit = limit.min(first_submitted + STEP_BYTES_MAX);
+                let limit = limit.min(first_submitted + self.config.write_step_bytes_max);
                 let avail = limit.saturating_sub(submitted) as usize;
                 if avail == 0 {
                     break;
@@ -233,63 +250,73 @@ impl<S: Storage> Log<S> {
                 let full = head + avail;
                 let len = if full >= chunk_bytes {
                     chunk_bytes
-                } else if inflight.is_empty() || always {
+                } else if queue.is_empty() || always {
                     full
                 } else {
                     break; // wait for more data or a completion
                 };
                 let end_pos = start + len as u64;
                 let padded = align_up(len as u64) as usize;
+                let device_bytes: usize = queue.iter().map(|c| c.device_bytes).sum();
+                if !queue.is_empty() && device_bytes + padded > self.config.in_flight_bytes_max {
+                    break; // the device holds this log's share; wait for a completion
+                }
                 self.ensure_preallocated(&*file, base, start + padded as u64)
                     .await?;
                 let mut buf = file.alloc_buf(padded);
-                let last_next = self.fill_chunk(base, buf.as_mut(), len, &mut front_taken);
-                let tail = if end_pos % BLOCK_BYTES as u64 != 0 {
+                let last_next = self.fill_chunk(base, buf.as_mut(), len);
+                let tail = if !end_pos.is_multiple_of(BLOCK_BYTES as u64) {
                     partial_outstanding = true;
                     let t0 = (align_down(end_pos) - start) as usize;
                     Some(buf.as_ref()[t0..len].to_vec())
                 } else {
                     None
                 };
-                let id = next_id;
-                next_id += 1;
+                let file2 = file.clone();
+                let task =
+                    glommio::spawn_local(async move { file2.write_at(buf, start).await }).detach();
                 queue.push_back(Chunk {
-                    id,
+                    device_bytes: padded,
                     end_pos,
                     data_bytes: (end_pos - submitted) as usize,
                     last_next,
                     tail,
-                    done: false,
+                    task,
                 });
                 submitted = end_pos;
-                let file = file.clone();
-                inflight.push(async move { (id, file.write_at(buf, start).await) });
+                self.stats.writes.set(self.stats.writes.get() + 1);
+                self.stats
+                    .write_bytes
+                    .set(self.stats.write_bytes.get() + padded as u64);
             }
-            if inflight.is_empty() {
+            let Some(front) = queue.front_mut() else {
                 break;
-            }
+            };
+            // Completions are consumed in submission order: the written position can only
+            // advance contiguously, and later writes keep running meanwhile.
             let seen = self.shared.work.generation();
-            let completion = if always || partial_outstanding {
-                inflight.next().await
+            let result = if always || partial_outstanding {
+                Some(join_write(&mut front.task).await)
             } else {
                 let wait_data = async {
                     self.shared.work.wait(seen).await;
                     None
                 };
-                futures_lite::future::or(inflight.next(), wait_data).await
+                futures_lite::future::or(
+                    async { Some(join_write(&mut front.task).await) },
+                    wait_data,
+                )
+                .await
             };
-            let Some((id, result)) = completion else {
+            let Some(result) = result else {
                 continue; // new data arrived: try to submit more
             };
             result?;
-            queue.iter_mut().find(|c| c.id == id).expect("chunk").done = true;
-            while queue.front().is_some_and(|c| c.done) {
-                let c = queue.pop_front().expect("front");
-                if c.tail.is_some() {
-                    partial_outstanding = false;
-                }
-                self.chunk_written(base, c);
+            let c = queue.pop_front().expect("front");
+            if c.tail.is_some() {
+                partial_outstanding = false;
             }
+            self.chunk_written(base, c);
         }
         debug_assert!(queue.is_empty());
         Ok(())
@@ -298,13 +325,7 @@ impl<S: Storage> Log<S> {
     /// Copies the next `len` bytes of the segment's unwritten data (kept partial block
     /// first, then pending batches) into `dst`. Returns the next offset after the last batch
     /// that this chunk completes.
-    fn fill_chunk(
-        &self,
-        base: i64,
-        dst: &mut [u8],
-        len: usize,
-        front_taken: &mut usize,
-    ) -> Option<i64> {
+    fn fill_chunk(&self, base: i64, dst: &mut [u8], len: usize) -> Option<i64> {
         let mut inner = self.inner.borrow_mut();
         let seg = inner.segments.get_mut(&base).expect("segment");
         let head = std::mem::take(&mut seg.tail_block);
@@ -313,15 +334,15 @@ impl<S: Storage> Log<S> {
         let mut last_next = None;
         while filled < len {
             let front = seg.pending.front().expect("pending data for the chunk");
-            let rest = &front.bytes[*front_taken..];
+            let rest = &front.bytes[seg.pending_front_taken..];
             let n = rest.len().min(len - filled);
             dst[filled..filled + n].copy_from_slice(&rest[..n]);
             filled += n;
-            *front_taken += n;
-            if *front_taken == front.bytes.len() {
+            seg.pending_front_taken += n;
+            if seg.pending_front_taken == front.bytes.len() {
                 last_next = Some(front.next_offset);
                 seg.pending.pop_front();
-                *front_taken = 0;
+                seg.pending_front_taken = 0;
             }
         }
         last_next
@@ -383,6 +404,7 @@ impl<S: Storage> Log<S> {
         };
         file.truncate(size).await?;
         file.fdatasync().await?;
+        self.stats.fdatasyncs.set(self.stats.fdatasyncs.get() + 1);
         write_index_files(&self.storage, &self.dir, base, &index).await?;
         let mut inner = self.inner.borrow_mut();
         let seg = inner.segments.get_mut(&base).expect("segment");
@@ -402,12 +424,13 @@ impl<S: Storage> Log<S> {
         Ok(())
     }
 
-    /// fdatasync of the active segment when the policy (or `force`) asks, after writing the
-    /// epoch checkpoint the synced batches may depend on.
+    /// fdatasync of the active segment when the policy (or `force`) asks; then the recovery
+    /// point, preceded by the epoch checkpoint. Epochs learnt from appended batches need no
+    /// checkpoint before the batches are durable: recovery rescans everything past the
+    /// recovery point and relearns them from the batches' `partitionLeaderEpoch`. So the
+    /// epoch checkpoint is written only before the recovery point moves past them (or on
+    /// close, truncation, explicit assignment), not on every first append of an epoch.
     async fn sync_by_policy(&self, force: bool) -> Result<()> {
-        if self.inner.borrow().epochs_dirty {
-            self.write_epoch_checkpoint().await?;
-        }
         let now_ms = self.clock.now_ms();
         let (target, file) = {
             let inner = self.inner.borrow();
@@ -432,6 +455,7 @@ impl<S: Storage> Log<S> {
         .map_or((None, None), |(t, f)| (Some(t), Some(f)));
         if let (Some(target), Some(file)) = (target, file) {
             file.fdatasync().await?;
+            self.stats.fdatasyncs.set(self.stats.fdatasyncs.get() + 1);
             let mut inner = self.inner.borrow_mut();
             inner.synced_offset = inner.synced_offset.max(target);
             inner.messages_since_sync = 0;
@@ -440,6 +464,9 @@ impl<S: Storage> Log<S> {
             self.changed.notify_all();
         }
         if self.inner.borrow().recovery_point_dirty {
+            if self.inner.borrow().epochs_dirty {
+                self.write_epoch_checkpoint().await?;
+            }
             let rp = {
                 let mut inner = self.inner.borrow_mut();
                 inner.recovery_point_dirty = false;

@@ -115,6 +115,7 @@ impl<S: Storage> Log<S> {
                     seg.sealed = false;
                     seg.finalized = false;
                     seg.pending.clear();
+                    seg.pending_front_taken = 0;
                 }
                 None => {
                     new_end = offset;

@@ -61,7 +61,7 @@ pub enum FlushPolicy {
 }
 
 /// Per-log configuration; defaults are Kafka's.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LogConfig {
     pub segment_bytes: u64,
     pub segment_ms: i64,
@@ -72,11 +72,17 @@ pub struct LogConfig {
     pub flush_policy: FlushPolicy,
     pub max_message_bytes: usize,
     pub message_timestamp_type: TimestampType,
-    /// Bytes appended but not yet written to the file, per log (backpressure threshold).
+    /// Bytes in writes submitted to the device and not completed, per log.
     pub in_flight_bytes_max: usize,
+    /// Bytes appended and not yet submitted (the tail buffer filling the next writes), per
+    /// log. Appends get backpressure beyond `in_flight_bytes_max + buffer_bytes_max`.
+    pub buffer_bytes_max: usize,
     /// Size of one DMA write; a flusher step issues up to `writes_in_flight_max` of them.
     pub write_chunk_bytes: usize,
     pub writes_in_flight_max: usize,
+    /// Bytes one flusher step writes at most into one segment before it syncs (per
+    /// policy) and lets checkpoints and waiting truncations run.
+    pub write_step_bytes_max: u64,
     /// Preallocation steps grow from the min, doubling with the file, up to the max.
     pub preallocate_step_min_bytes: u64,
     pub preallocate_step_max_bytes: u64,
@@ -95,8 +101,10 @@ impl Default for LogConfig {
             max_message_bytes: 1_048_588,
             message_timestamp_type: TimestampType::CreateTime,
             in_flight_bytes_max: 1 << 20,
-            write_chunk_bytes: 1 << 20,
+            buffer_bytes_max: 1 << 20,
+            write_chunk_bytes: 256 << 10,
             writes_in_flight_max: 4,
+            write_step_bytes_max: 64 << 20,
             preallocate_step_min_bytes: 1 << 20,
             preallocate_step_max_bytes: 32 << 20,
         }
@@ -116,7 +124,10 @@ impl LogConfig {
         {
             return bad("write chunk must be a positive multiple of 4096");
         }
-        if self.writes_in_flight_max == 0 || self.in_flight_bytes_max == 0 {
+        if self.writes_in_flight_max == 0
+            || self.in_flight_bytes_max == 0
+            || self.write_step_bytes_max == 0
+        {
             return bad("in-flight limits must be positive");
         }
         if self.segment_index_bytes < 8 {
@@ -264,6 +275,15 @@ struct Shared {
     stop: Cell<bool>,
 }
 
+/// Counters of the log's file I/O (benchmarks, metrics).
+#[derive(Debug, Default)]
+pub struct LogStats {
+    pub writes: Cell<u64>,
+    /// Bytes submitted in writes, padding and rewritten partial blocks included.
+    pub write_bytes: Cell<u64>,
+    pub fdatasyncs: Cell<u64>,
+}
+
 /// One partition replica's log, owned by one shard and used through `Rc`.
 pub struct Log<S: Storage> {
     storage: S,
@@ -278,6 +298,7 @@ pub struct Log<S: Storage> {
     changed: Notify,
     io_lock: AsyncLock,
     weak_self: Weak<Log<S>>,
+    pub stats: LogStats,
 }
 
 fn segment_file_name(base: i64, ext: &str) -> String {
@@ -332,6 +353,7 @@ impl<S: Storage> Log<S> {
             changed: Notify::default(),
             io_lock: AsyncLock::default(),
             weak_self: weak_self.clone(),
+            stats: LogStats::default(),
         });
         flush::spawn_flusher(&log);
         Ok(log)
@@ -417,7 +439,8 @@ impl<S: Storage> Log<S> {
     pub fn has_space(&self, bytes: usize) -> bool {
         let log_bytes = self.inner.borrow().in_flight_bytes;
         let shard_bytes = self.budgets.in_flight_bytes.get();
-        (log_bytes == 0 || log_bytes + bytes <= self.config.in_flight_bytes_max)
+        let log_max = self.config.in_flight_bytes_max + self.config.buffer_bytes_max;
+        (log_bytes == 0 || log_bytes + bytes <= log_max)
             && (shard_bytes == 0 || shard_bytes + bytes <= self.budgets.in_flight_bytes_max)
     }
 
@@ -427,7 +450,7 @@ impl<S: Storage> Log<S> {
         }
         Err(Error::LogInFlightFull {
             in_flight_bytes: self.inner.borrow().in_flight_bytes,
-            limit: self.config.in_flight_bytes_max,
+            limit: self.config.in_flight_bytes_max + self.config.buffer_bytes_max,
         })
     }
 

@@ -279,12 +279,15 @@ pub async fn open_dir<S: Storage>(
     }
     log_start =
         log_start.max(Offset(segments.keys().next().copied().unwrap_or(0)).min(next_offset));
-    epochs.truncate_from_end(next_offset);
+    epochs.truncate_after(next_offset);
     epochs.truncate_from_start(log_start);
     if epochs != loaded_epochs {
         storage::write_file_atomic(storage, dir, LEADER_EPOCH_CHECKPOINT, &epochs.encode()).await?;
     }
-    if log_start_cp != Some(log_start) {
+    // A fresh log needs no checkpoints yet (their absence means 0): creating thousands of
+    // partitions must not cost thousands of extra fsyncs.
+    let fresh = bases.is_empty() && log_start_cp.is_none() && recovery_point_cp.is_none();
+    if log_start_cp != Some(log_start) && !fresh {
         storage::write_file_atomic(
             storage,
             dir,
@@ -293,13 +296,15 @@ pub async fn open_dir<S: Storage>(
         )
         .await?;
     }
-    storage::write_file_atomic(
-        storage,
-        dir,
-        RECOVERY_POINT_CHECKPOINT,
-        &checkpoint::encode_offset(next_offset),
-    )
-    .await?;
+    if !fresh {
+        storage::write_file_atomic(
+            storage,
+            dir,
+            RECOVERY_POINT_CHECKPOINT,
+            &checkpoint::encode_offset(next_offset),
+        )
+        .await?;
+    }
     if clean {
         // From here on a crash must recover again.
         storage

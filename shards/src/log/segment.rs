@@ -32,6 +32,9 @@ pub struct Segment<S: Storage> {
     /// Open handle while the segment is active (or being sealed).
     pub file: Option<Rc<S::File>>,
     pub pending: VecDeque<PendingBatch>,
+    /// Bytes of the front pending batch already copied into a submitted write (a write
+    /// step may end inside a batch).
+    pub pending_front_taken: usize,
     /// Bytes of the partial last block `[align_down(written), written)`, rewritten with the
     /// next write (O_DIRECT writes whole blocks).
     pub tail_block: Vec<u8>,
@@ -56,6 +59,7 @@ impl<S: Storage> Segment<S> {
             created: false,
             file: None,
             pending: VecDeque::new(),
+            pending_front_taken: 0,
             tail_block: Vec::new(),
             preallocated: 0,
             index: SegmentIndex::new(),

@@ -348,6 +348,7 @@ fn in_flight_limit_backpressures_until_written() {
         let s = SimStorage::new();
         let config = LogConfig {
             in_flight_bytes_max: 3000,
+            buffer_bytes_max: 0,
             flush_policy: FlushPolicy::None,
             ..LogConfig::default()
         };
@@ -534,6 +535,14 @@ async fn model_case(seed: u64) {
     let config = LogConfig {
         segment_bytes: rng.gen_range(2000..20_000),
         index_interval_bytes: rng.gen_range(100..3000),
+        write_chunk_bytes: 4096 * rng.gen_range(1..5),
+        writes_in_flight_max: rng.gen_range(1..5),
+        write_step_bytes_max: rng.gen_range(1..40_000),
+        flush_policy: if rng.gen_bool(0.7) {
+            FlushPolicy::Always
+        } else {
+            FlushPolicy::None
+        },
         ..LogConfig::default()
     };
     let mut log = open_sim(&s, config.clone(), clk.clone()).await;
@@ -607,7 +616,11 @@ async fn model_case(seed: u64) {
                 model_end = reopened_end(&model, log_start);
             }
             85..=89 => {
-                // Power cut after everything was made durable: nothing may be lost.
+                // Power cut after everything was made durable: nothing may be lost. (Under
+                // `none` nothing is promised: close instead.)
+                if config.flush_policy != FlushPolicy::Always {
+                    log.close().await.unwrap();
+                }
                 let end = log.log_end_offset();
                 if end.0 > 0 {
                     log.wait_durable(Offset(end.0 - 1)).await.unwrap();
@@ -717,12 +730,7 @@ fn recovery_truncates_at_corruption_and_rebuilds_missing_indexes() {
             .clone();
         s.remove_file(&dir.join(&first_index)).await.unwrap();
         // Flip a byte inside a batch in the last segment (past the recovery point).
-        let last_log = names
-            .iter()
-            .filter(|n| n.ends_with(".log"))
-            .next_back()
-            .unwrap()
-            .clone();
+        let last_log = names.iter().rfind(|n| n.ends_with(".log")).unwrap().clone();
         let last_base: i64 = last_log[..20].parse().unwrap();
         let in_last: Vec<&AppendInfo> = infos
             .iter()

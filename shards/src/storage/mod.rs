@@ -55,7 +55,7 @@ pub trait Storage: Clone + 'static {
 #[allow(async_fn_in_trait)]
 pub trait StorageFile: 'static {
     /// A buffer suitable for [`StorageFile::write_at`] (DMA-aligned memory for O_DIRECT).
-    type Buf: AsRef<[u8]> + AsMut<[u8]>;
+    type Buf: AsRef<[u8]> + AsMut<[u8]> + 'static;
     /// A zero-filled buffer of `len` bytes; `len` is a multiple of [`BLOCK_BYTES`].
     fn alloc_buf(&self, len: usize) -> Self::Buf;
     /// Writes the whole buffer at `pos` (both block-aligned).
