@@ -118,6 +118,51 @@ def headline(row, summary, c):
     return what, rip, ceiling, frac, cpu, peer, peer_cpu, ratio
 
 
+def targets_section(out, c):
+    """Issue 3's speed targets, checked against this run (librdkafka rows)."""
+    def summ(row):
+        js = glob.glob(os.path.join(out, row, "*.json"))
+        return load(js[0]) if js else None
+
+    def m(row, target, key):
+        s = summ(row)
+        return metric(s, target, key) if s and not isinstance(s, list) else None
+
+    def verdict(ok):
+        return "–" if ok is None else ("**met**" if ok else "**missed**")
+
+    rows = []
+    for row, what in (("1c", "produce acks=1"), ("1d", "produce acks=all")):
+        rip, peer = m(row, "riptide", "produce (msg/s)"), m(row, "tansu", "produce (msg/s)")
+        cpu = m(row, "riptide", "broker CPU (core-s/GiB)")
+        ratio = rip / peer if rip and peer else None
+        rows.append((f"{what} ≥ 1.5× Tansu msg/s (row {row})", fmt(ratio, 2) + ("×" if ratio else ""),
+                     verdict(None if ratio is None else ratio >= 1.5)))
+        rows.append((f"{what} broker CPU ≤ 1.0 core-s/GiB (row {row})", fmt(cpu, 2),
+                     verdict(None if cpu is None else cpu <= 1.0)))
+    rip, peer = m("2a", "riptide", "consume (msg/s)"), m("2a", "tansu", "consume (msg/s)")
+    cpu = m("2a", "riptide", "broker CPU (core-s/GiB)")
+    ratio = rip / peer if rip and peer else None
+    rows.append(("consume from the beginning ≥ 1.5× Tansu (row 2a)", fmt(ratio, 2) + ("×" if ratio else ""),
+                 verdict(None if ratio is None else ratio >= 1.5)))
+    rows.append(("consume broker CPU ≤ 0.5 core-s/GiB (row 2a)", fmt(cpu, 2), verdict(None if cpu is None else cpu <= 0.5)))
+    r = "3-none-5000-rdkafka"
+    p99, p999 = m(r, "riptide", "e2e p99 (ms)"), m(r, "riptide", "e2e p99.9 (ms)")
+    rows.append((f"flush none, 5k msg/s: e2e p99 ≤ 2 ms (row {r})", fmt(p99, 2), verdict(None if p99 is None else p99 <= 2)))
+    rows.append((f"flush none, 5k msg/s: e2e p99.9 ≤ 5 ms (row {r})", fmt(p999, 2), verdict(None if p999 is None else p999 <= 5)))
+    r = "3-always-5000-rdkafka"
+    pub99, e999 = m(r, "riptide", "publish p99 (ms)"), m(r, "riptide", "e2e p99.9 (ms)")
+    f99, f999 = c.get("fdatasync_p99_ms"), c.get("fdatasync_p999_ms")
+    if f99 is not None:
+        rows.append((f"flush always: publish p99 ≤ fdatasync p99 + 2 = {f99 + 2:.2f} ms (row {r})", fmt(pub99, 2),
+                     verdict(None if pub99 is None else pub99 <= f99 + 2)))
+        rows.append((f"flush always: e2e p99.9 ≤ fdatasync p99.9 + 5 = {f999 + 5:.2f} ms (row {r})", fmt(e999, 2),
+                     verdict(None if e999 is None else e999 <= f999 + 5)))
+    out_lines = ["### Speed targets (issue 3), this run", "", "| target | measured | verdict |", "|---|---:|---|"]
+    out_lines += [f"| {a} | {b} | {v} |" for a, b, v in rows]
+    return out_lines + [""]
+
+
 def main():
     out, bench_md, plots, mode, runs = sys.argv[1:6]
     os.makedirs(plots, exist_ok=True)
@@ -195,7 +240,10 @@ def main():
             md = md.replace(f"]({os.path.basename(svg)})", f"]({rel})")
         details += [md.strip(), ""]
     lines += table + ["", "Ceiling for produce: min(loopback, disk write); consume: loopback (2c: disk read); "
-                      "latency rows compare e2e p99 with the fdatasync p99 (flush.policy=always).", ""]
+                      "latency rows compare e2e p99 with the fdatasync p99 (flush.policy=always); "
+                      "for latency rows a Riptide / Tansu ratio below 1 means Riptide is faster. "
+                      "A row marked failed has no complete comparison; its section below says why.", ""]
+    lines += targets_section(out, c)
     gaps = sorted(gap_rows, key=lambda g: g[1])
     if gaps:
         lines += ["### Biggest gaps to the ceilings (Riptide / ceiling, lowest first)", ""]

@@ -310,7 +310,7 @@ for row in $ROWS; do
             wl=${spec%%:*}
             read -r -a extra <<<"${spec#*:}"
             log "flamegraph: $wl"
-            BROKER_PID=$RIPTIDE_PID scripts/flamegraph.sh "$wl" "127.0.0.1:$RIPTIDE_PORT" riptide -- "${extra[@]}" "${FG[@]}" \
+            SKIP_BUILD=1 BROKER_PID=$RIPTIDE_PID scripts/flamegraph.sh "$wl" "127.0.0.1:$RIPTIDE_PORT" riptide -- "${extra[@]}" "${FG[@]}" \
                 >>"$OUT/flamegraphs.txt" 2>>"$OUT/flamegraphs.log" || log "flamegraph $wl failed (see $OUT/flamegraphs.log)"
         done
         ;;

@@ -32,7 +32,9 @@ if [[ ! -x $INFERNO/inferno-flamegraph ]]; then
     cargo install inferno --root "$TOOLS_DIR/inferno"
 fi
 command -v perf >/dev/null || { echo "perf not found: apt-get install linux-perf" >&2; exit 1; }
-if [[ $DRIVER == rdkafka ]]; then
+if [[ ${SKIP_BUILD:-0} == 1 ]]; then
+    [[ -x target/release/riptide-perf ]] || { echo "SKIP_BUILD=1 but no target/release/riptide-perf" >&2; exit 1; }
+elif [[ $DRIVER == rdkafka ]]; then
     cargo build --release -p perf --features rdkafka --bin riptide-perf
 else
     cargo build --release -p perf --bin riptide-perf
@@ -51,21 +53,32 @@ SVG="$OUT_DIR/$WORKLOAD-$LABEL-$STAMP.svg"
 echo "recording pid $PID during $WORKLOAD ($DRIVER) -> $SVG" >&2
 perf record -e cpu-clock -F "$PERF_FREQ" --call-graph "$CALL_GRAPH" -p "$PID" -o "$WORK/perf.data" 2>"$WORK/record.log" &
 REC=$!
-sleep 0.5
-target/release/riptide-perf --workload "perf/workloads/$WORKLOAD.toml" --bootstrap "$BOOTSTRAP" --names "$LABEL" \
-    --driver "$DRIVER" --no-progress --out-dir "$WORK/results" "${EXTRA[@]}" >"$WORK/run.md" 2>"$WORK/run.log" || {
-    kill -INT "$REC" 2>/dev/null || true
-    tail -5 "$WORK/run.log" >&2
+sleep 1
+if ! kill -0 "$REC" 2>/dev/null; then
+    echo "perf record did not start:" >&2
+    cat "$WORK/record.log" >&2
     exit 1
+fi
+stop_recording() {
+    kill -INT "$REC" 2>/dev/null || true
+    wait "$REC" 2>/dev/null || true
 }
-kill -INT "$REC"
-wait "$REC" || true
+if ! target/release/riptide-perf --workload "perf/workloads/$WORKLOAD.toml" --bootstrap "$BOOTSTRAP" --names "$LABEL" \
+    --driver "$DRIVER" --no-progress --out-dir "$WORK/results" "${EXTRA[@]}" >"$WORK/run.md" 2>"$WORK/run.log"; then
+    stop_recording
+    echo "the workload failed; its log without backtraces:" >&2
+    grep -v '^ *[0-9]*: \|^ *at ' "$WORK/run.log" | tail -8 >&2
+    exit 1
+fi
+stop_recording
 perf script -i "$WORK/perf.data" 2>/dev/null | "$INFERNO/inferno-collapse-perf" >"$WORK/collapsed.txt"
 "$INFERNO/inferno-flamegraph" --title "$WORKLOAD on $LABEL ($STAMP, perf cpu-clock ${PERF_FREQ} Hz)" \
     <"$WORK/collapsed.txt" >"$SVG"
-# A plain-text top list next to the SVG, for reading without a browser.
-sort -t' ' -k2 -nr "$WORK/collapsed.txt" | awk '{n=$NF; $NF=""; split($0,f,";"); leaf=f[length(f)]; s[leaf]+=n; t+=n}
-    END {for (k in s) printf "%6.2f%% %s\n", 100*s[k]/t, k}' | sort -nr | head -25 >"${SVG%.svg}.top.txt"
+# A plain-text top list next to the SVG, for reading without a browser. (`|| true`: head
+# closing the pipe early is not a failure.)
+awk '{n=$NF; $NF=""; k=split($0,f,";"); leaf=f[k]; s[leaf]+=n; t+=n}
+    END {for (x in s) printf "%6.2f%% %s\n", 100*s[x]/t, x}' "$WORK/collapsed.txt" | sort -nr | head -25 \
+    >"${SVG%.svg}.top.txt" || true
 cp "$WORK/run.md" "${SVG%.svg}.run.md"
-[[ ${KEEP_FOLDED:-0} == 1 ]] && cp "$WORK/collapsed.txt" "${SVG%.svg}.folded"
+if [[ ${KEEP_FOLDED:-0} == 1 ]]; then cp "$WORK/collapsed.txt" "${SVG%.svg}.folded"; fi
 echo "$SVG"

@@ -55,22 +55,30 @@ command -v cargo >/dev/null 2>&1 || {
 step "cargo build --release"
 cargo build --release --workspace
 
+# Every suite runs even when an earlier one fails (so one run shows every failure);
+# the exit code is non-zero if any failed.
+failed=()
 if [[ "${SKIP_CARGO_TEST:-0}" != 1 ]]; then
     if cargo nextest --version >/dev/null 2>&1; then
         step "cargo nextest run --workspace --release"
-        cargo nextest run --workspace --release --no-tests=warn
+        cargo nextest run --workspace --release --no-fail-fast --no-tests=warn || failed+=("cargo nextest")
         # nextest does not run doctests.
         step "cargo test --workspace --release --doc"
-        cargo test --workspace --release --doc
+        cargo test --workspace --release --doc || failed+=("cargo test --doc")
     else
         step "cargo test --workspace --release"
-        cargo test --workspace --release
+        cargo test --workspace --release --no-fail-fast || failed+=("cargo test")
     fi
 fi
 
 # --- Integration tests with third-party clients ----------------------------------
 step "pytest tests/ (broker: target/release/riptide; $((SECONDS - start_s))s so far)"
 export RIPTIDE_BIN="$root/target/release/riptide"
-# pytest's summary stays the last line of the output (CI reads the runner's closing line).
 # shellcheck disable=SC2086
-exec "$venv/bin/python" -m pytest tests/ ${PYTEST_ARGS:-}
+"$venv/bin/python" -m pytest tests/ ${PYTEST_ARGS:-} || failed+=("pytest")
+
+if ((${#failed[@]})); then
+    printf '\n==> FAILED: %s (%ds)\n' "${failed[*]}" $((SECONDS - start_s)) >&2
+    exit 1
+fi
+printf '\n==> all tests passed (%ds)\n' $((SECONDS - start_s)) >&2

@@ -99,8 +99,8 @@ CODECS = {"gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 
 
 # librdkafka compresses with lz4 only when the broker advertises FindCoordinator (its
-# "LZ4" feature test); until the group APIs land it silently sends lz4 batches
-# uncompressed, which the stored-codec check below catches.
+# "LZ4" feature test); otherwise it silently sends lz4 batches uncompressed, which the
+# stored-codec check below catches.
 @pytest.mark.parametrize("codec", sorted(CODECS))
 def test_compression_codec_round_trip(broker, topic_name, codec):
     n = 5000
@@ -290,4 +290,5 @@ def test_long_poll_wakes_on_append(broker, topic_name):
         assert max(latencies) < 2.0, latencies
     finally:
         c.close()
+        p.purge()
         p.close()

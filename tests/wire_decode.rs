@@ -104,6 +104,17 @@ round_trip_all_versions! {
     CreatePartitions => km::CreatePartitionsRequest,
     IncrementalAlterConfigs => km::IncrementalAlterConfigsRequest,
     DescribeCluster => km::DescribeClusterRequest,
+    OffsetCommit => km::OffsetCommitRequest,
+    OffsetFetch => km::OffsetFetchRequest,
+    FindCoordinator => km::FindCoordinatorRequest,
+    JoinGroup => km::JoinGroupRequest,
+    Heartbeat => km::HeartbeatRequest,
+    LeaveGroup => km::LeaveGroupRequest,
+    SyncGroup => km::SyncGroupRequest,
+    DescribeGroups => km::DescribeGroupsRequest,
+    ListGroups => km::ListGroupsRequest,
+    DeleteGroups => km::DeleteGroupsRequest,
+    OffsetDelete => km::OffsetDeleteRequest,
 }
 
 #[test]

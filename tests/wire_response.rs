@@ -67,6 +67,17 @@ fn every_advertised_response_version_frames_and_decodes() {
                 CreatePartitions => km::CreatePartitionsResponse,
                 IncrementalAlterConfigs => km::IncrementalAlterConfigsResponse,
                 DescribeCluster => km::DescribeClusterResponse,
+                OffsetCommit => km::OffsetCommitResponse,
+                OffsetFetch => km::OffsetFetchResponse,
+                FindCoordinator => km::FindCoordinatorResponse,
+                JoinGroup => km::JoinGroupResponse,
+                Heartbeat => km::HeartbeatResponse,
+                LeaveGroup => km::LeaveGroupResponse,
+                SyncGroup => km::SyncGroupResponse,
+                DescribeGroups => km::DescribeGroupsResponse,
+                ListGroups => km::ListGroupsResponse,
+                DeleteGroups => km::DeleteGroupsResponse,
+                OffsetDelete => km::OffsetDeleteResponse,
             });
             checked += 1;
         }

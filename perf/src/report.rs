@@ -59,6 +59,12 @@ pub const METRICS: &[Metric] = &[
         get: |r| r.publish_latency.as_ref().map(|p| ms(p.p50_us)),
     },
     Metric {
+        name: "publish p90",
+        unit: "ms",
+        better: Better::Lower,
+        get: |r| r.publish_latency.as_ref().map(|p| ms(p.p90_us)),
+    },
+    Metric {
         name: "publish p99",
         unit: "ms",
         better: Better::Lower,
@@ -87,6 +93,12 @@ pub const METRICS: &[Metric] = &[
         unit: "ms",
         better: Better::Lower,
         get: |r| r.e2e_latency.as_ref().map(|p| ms(p.p50_us)),
+    },
+    Metric {
+        name: "e2e p90",
+        unit: "ms",
+        better: Better::Lower,
+        get: |r| r.e2e_latency.as_ref().map(|p| ms(p.p90_us)),
     },
     Metric {
         name: "e2e p99",
@@ -201,6 +213,16 @@ pub struct Summary {
     /// "metric (unit)" → median of the first target / median of each other target.
     pub ratios: BTreeMap<String, Vec<Option<f64>>>,
     pub runs: Vec<RunResult>,
+    /// Runs that ended in an error (the others still count).
+    #[serde(default)]
+    pub failures: Vec<Failure>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Failure {
+    pub target: String,
+    pub run_index: u32,
+    pub error: String,
 }
 
 pub fn key(m: &Metric) -> String {
@@ -208,7 +230,7 @@ pub fn key(m: &Metric) -> String {
 }
 
 /// Groups runs by target (in first-seen order) and summarizes each metric.
-pub fn summarize(runs: &[RunResult]) -> Summary {
+pub fn summarize(runs: &[RunResult], failures: &[Failure]) -> Summary {
     let mut names: Vec<(String, String)> = Vec::new();
     for r in runs {
         if !names.iter().any(|(n, _)| n == &r.target) {
@@ -264,6 +286,7 @@ pub fn summarize(runs: &[RunResult]) -> Summary {
         targets,
         ratios,
         runs: runs.to_vec(),
+        failures: failures.to_vec(),
     }
 }
 
@@ -358,6 +381,12 @@ pub fn markdown(s: &Summary) -> String {
             )
         })
         .collect();
+    for f in &s.failures {
+        out.push_str(&format!(
+            "\n**Failed run:** {} run {}: {}\n",
+            f.target, f.run_index, f.error
+        ));
+    }
     if !incomplete.is_empty() {
         out.push_str(&format!(
             "\n**Not all messages were consumed back:** {}\n",

@@ -66,9 +66,12 @@ pub fn encode_request<R: Request>(
 /// Reads one length-prefixed frame (without the prefix).
 pub fn read_frame(stream: &mut impl Read) -> Result<Bytes> {
     let mut len = [0u8; 4];
-    stream
-        .read_exact(&mut len)
-        .context("reading frame length")?;
+    stream.read_exact(&mut len).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            anyhow::anyhow!("no response from the broker within the I/O timeout ({e})")
+        }
+        _ => anyhow::Error::new(e).context("reading frame length"),
+    })?;
     let len = i32::from_be_bytes(len);
     ensure!(
         len >= 4 && len as usize <= FRAME_BYTES_MAX,

@@ -46,7 +46,7 @@ fn make_batch(rng: &mut StdRng, ts: i64) -> BytesMut {
     BytesMut::from(&b.build()[..])
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Acked {
     /// Batches acknowledged durable, as they must be stored.
     batches: Vec<Bytes>,
@@ -113,6 +113,7 @@ async fn power_cut_case(seed: u64) {
         index_interval_bytes: rng.gen_range(200..4096),
         flush_policy: FlushPolicy::Always,
         in_flight_bytes_max: rng.gen_range(5_000..50_000),
+        buffer_bytes_max: rng.gen_range(0..50_000),
         write_chunk_bytes: 4096 * rng.gen_range(1..4),
         writes_in_flight_max: rng.gen_range(1..4),
         write_step_bytes_max: rng.gen_range(1..60_000),
@@ -126,7 +127,8 @@ async fn power_cut_case(seed: u64) {
         let log = open(&storage, &config, &clock)
             .await
             .expect("reopen after power cut");
-        verify(&log, &acked.borrow(), seed, life).await;
+        let snapshot = acked.borrow().clone();
+        verify(&log, &snapshot, seed, life).await;
         storage.fail_after_ops(rng.gen_range(5..400));
         let epoch = Rc::new(RefCell::new(acked.borrow().epoch.max(0)));
         let mut tasks = Vec::new();
@@ -188,7 +190,8 @@ async fn power_cut_case(seed: u64) {
         });
     }
     let log = open(&storage, &config, &clock).await.expect("final reopen");
-    verify(&log, &acked.borrow(), seed, 99).await;
+    let snapshot = acked.borrow().clone();
+    verify(&log, &snapshot, seed, 99).await;
     if std::env::var("POWER_CUT_TRACE").is_ok() {
         eprintln!(
             "seed {seed}: {} batches acked, log end {}",

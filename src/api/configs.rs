@@ -85,7 +85,7 @@ pub async fn describe(_ctx: Ctx, req: DescribeConfigsRequest) -> DescribeConfigs
                 )),
             };
             match described {
-                Ok(entries) => res.with_configs(entries.into_iter().map(|e| entry(e)).collect()),
+                Ok(entries) => res.with_configs(entries.into_iter().map(entry).collect()),
                 Err((code, msg)) => res.with_error_code(code).with_error_message(Some(s(msg))),
             }
         })

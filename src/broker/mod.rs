@@ -36,6 +36,9 @@ pub struct ShardState {
     pub partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
     /// Storage, clock and memory budgets every partition of this shard opens with.
     pub open_ctx: OpenContext,
+    /// Views are installed one at a time: two concurrent installs would open the same
+    /// partition twice (both writing its checkpoints).
+    install_lock: glommio::sync::Semaphore,
 }
 
 thread_local! {
@@ -67,6 +70,9 @@ impl ShardState {
 /// now homed here, close the ones that left. Views older than the current are ignored.
 pub async fn install_view(view: Arc<ClusterView>) {
     let st = state();
+    let Ok(_permit) = st.install_lock.acquire_permit(1).await else {
+        return;
+    };
     if view.revision <= st.view.borrow().revision && st.view.borrow().revision >= 0 {
         return;
     }
@@ -254,6 +260,7 @@ async fn shard_main(
         table: RefCell::new(PartitionTable::new(shards::runtime::shard_count())),
         partitions: RefCell::new(HashMap::new()),
         open_ctx,
+        install_lock: glommio::sync::Semaphore::new(1),
     });
     STATE.with(|s| *s.borrow_mut() = Some(st.clone()));
     // Every shard's state must exist before the controller installs the first view.

@@ -83,7 +83,7 @@ impl BrokerSettings {
             request_bytes_max: self.request_bytes_max,
             connections_max: self.connections_max,
             idle_ms_max: self.idle_ms_max,
-            in_flight_max: 16,
+            ..ServerLimits::default()
         }
     }
 

@@ -24,6 +24,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures::AsyncReadExt;
 use glommio::channels::local_channel;
 use glommio::net::{TcpListener, TcpStream};
+use glommio::sync::{Semaphore, StaticPermit};
 use tracing::{debug, info, warn};
 
 /// What a handler gives back for one request.
@@ -61,7 +62,15 @@ pub struct ServerLimits {
     pub idle_ms_max: u64,
     /// Requests read but not yet answered, per connection.
     pub in_flight_max: usize,
+    /// Bytes of request frames being read or handled at once, per shard (Kafka's
+    /// `queued.max.request.bytes`, bounded here): a flood of large requests waits instead
+    /// of exhausting memory.
+    pub request_memory_bytes_max: usize,
 }
+
+/// Frames below this size do not take from the request memory budget: they are bounded by
+/// the per-connection read buffer already.
+const FRAME_BYTES_UNBUDGETED_MAX: usize = 64 * 1024;
 
 impl Default for ServerLimits {
     fn default() -> Self {
@@ -70,6 +79,7 @@ impl Default for ServerLimits {
             connections_max: usize::MAX,
             idle_ms_max: 600_000,
             in_flight_max: 16,
+            request_memory_bytes_max: 256 << 20,
         }
     }
 }
@@ -89,6 +99,13 @@ pub async fn serve<H: Handler>(
     let listener = TcpListener::bind(addr)?;
     info!(%addr, shard = %shards::runtime::shard_id(), "listening");
     let next_id = Rc::new(Cell::new(0u64));
+    let total_bytes = limits
+        .request_memory_bytes_max
+        .max(limits.request_bytes_max) as u64;
+    let budget = Rc::new(RequestBudget {
+        semaphore: Rc::new(Semaphore::new(total_bytes)),
+        total_bytes,
+    });
     // Live connection tasks, cancelled when the listener stops (clean shutdown).
     let live: Rc<RefCell<HashMap<u64, glommio::task::JoinHandle<()>>>> = Rc::default();
     let accept_loop = async {
@@ -117,10 +134,11 @@ pub async fn serve<H: Handler>(
             let limits = limits.clone();
             let counter = counter.clone();
             let registry = live.clone();
+            let budget = budget.clone();
             let task = glommio::spawn_local(async move {
                 let peer = stream.peer_addr().ok();
                 let conn = Rc::new(ConnInfo { peer, id });
-                if let Err(e) = serve_connection(stream, handler, conn, &limits).await {
+                if let Err(e) = serve_connection(stream, handler, conn, &limits, &budget).await {
                     debug!("connection closed: {e}");
                 }
                 counter.0.fetch_sub(1, Ordering::Relaxed);
@@ -146,6 +164,7 @@ async fn serve_connection<H: Handler>(
     handler: Rc<H>,
     conn: Rc<ConnInfo>,
     limits: &ServerLimits,
+    budget: &RequestBudget,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     if limits.idle_ms_max > 0 {
@@ -173,11 +192,15 @@ async fn serve_connection<H: Handler>(
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let read_result: std::io::Result<()> = async {
         loop {
-            let frame = match read_frame(&mut reader, &mut buf, limits.request_bytes_max).await? {
-                Some(f) => f,
-                None => return Ok(()),
-            };
+            let (frame, permit) =
+                match read_frame(&mut reader, &mut buf, limits.request_bytes_max, budget).await? {
+                    Some(f) => f,
+                    None => return Ok(()),
+                };
             let reply = handler.handle(&conn, frame).await;
+            // The request's effects are in place (a produce's batches are in the log's
+            // buffers): its memory goes back to the budget.
+            drop(permit);
             let close = matches!(reply, Reply::Close);
             if tx.send(reply).await.is_err() || close {
                 return Ok(());
@@ -192,13 +215,16 @@ async fn serve_connection<H: Handler>(
 }
 
 /// Read one size-prefixed frame. `Ok(None)` on a clean end of stream between frames.
-/// The declared size is checked against the limit before anything is reserved, and the
-/// buffer only grows as bytes actually arrive.
+/// The declared size is checked against the limit before anything is reserved; a large
+/// frame first takes its size from the shard's request memory budget (the permit comes
+/// back with the frame and is held while the request is handled).
 async fn read_frame<R: futures::AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
     request_bytes_max: usize,
-) -> std::io::Result<Option<Bytes>> {
+    budget: &RequestBudget,
+) -> std::io::Result<Option<(Bytes, Option<StaticPermit>)>> {
+    let mut permit = None;
     loop {
         if buf.len() >= 4 {
             let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
@@ -209,21 +235,26 @@ async fn read_frame<R: futures::AsyncRead + Unpin>(
                 ));
             }
             let total = 4 + size as usize;
+            if permit.is_none() && size as usize > FRAME_BYTES_UNBUDGETED_MAX {
+                // Never ask for more than the whole budget: that would wait forever.
+                let units = (size as u64).min(budget.total_bytes);
+                let p = budget.semaphore.acquire_static_permit(units).await;
+                permit = Some(p.map_err(|e| std::io::Error::other(e.to_string()))?);
+            }
             if buf.len() >= total {
                 buf.advance(4);
-                return Ok(Some(buf.split_to(size as usize).freeze()));
+                return Ok(Some((buf.split_to(size as usize).freeze(), permit)));
             }
-        }
-        if buf.capacity() - buf.len() < 16 * 1024 {
-            // Grow by what is missing of this frame, at most 1 MiB at a time.
-            buf.reserve(64 * 1024);
+            // Room for the rest of this frame at once: reads then fill it in large steps.
+            buf.reserve(total - buf.len());
+        } else if buf.capacity() - buf.len() < READ_CHUNK_BYTES_MIN {
+            buf.reserve(READ_CHUNK_BYTES);
         }
         let len = buf.len();
-        let spare = buf.capacity() - len;
-        // SAFETY-free path: zero the spare region through resize, then read into it.
-        buf.resize(len + spare, 0);
-        let n = reader.read(&mut buf[len..]).await;
-        let n = match n {
+        // Zero (initialise) only the part this read may fill, never the whole reservation.
+        let chunk = (buf.capacity() - len).clamp(1, READ_CHUNK_BYTES_MAX);
+        buf.resize(len + chunk, 0);
+        let n = match reader.read(&mut buf[len..]).await {
             Ok(n) => n,
             Err(e) => {
                 buf.truncate(len);
@@ -242,4 +273,15 @@ async fn read_frame<R: futures::AsyncRead + Unpin>(
             };
         }
     }
+}
+
+/// Read sizes: small frames arrive in 64 KiB reads; a large frame's body in up to 1 MiB.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+const READ_CHUNK_BYTES_MIN: usize = 16 * 1024;
+const READ_CHUNK_BYTES_MAX: usize = 1 << 20;
+
+/// The per-shard request memory budget.
+struct RequestBudget {
+    semaphore: Rc<Semaphore>,
+    total_bytes: u64,
 }

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Parser;
-use perf::report::{markdown, summarize, Summary};
+use perf::report::{markdown, summarize, Failure, Summary};
 use perf::runner::{check_pid, run_once, Driver, RunOptions, RunResult, Target};
 use perf::{plot, workload};
 
@@ -182,6 +182,8 @@ struct MaxStep {
     publish_p99_ms: Option<f64>,
     errors: u64,
     held: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 #[derive(serde::Serialize)]
@@ -219,7 +221,29 @@ fn find_max(
         for step in 0..=args.find_max_steps {
             let mut wr = w.clone();
             wr.producer_rate_msgs_per_s = rate;
-            let r = run_once(&wr, t, opts, step)?;
+            let r = match run_once(&wr, t, opts, step) {
+                Ok(r) => r,
+                Err(e) => {
+                    // A failed step is a rate not held; the search goes on below it.
+                    eprintln!("  {} step {step} FAILED: {e:#}", t.name);
+                    steps.push(MaxStep {
+                        rate_msgs_per_s: rate,
+                        achieved_msgs_per_s: 0.0,
+                        publish_p99_ms: None,
+                        errors: 1,
+                        held: false,
+                        error: Some(format!("{e:#}")),
+                    });
+                    if rate == 0 {
+                        break; // no ceiling to step down from
+                    }
+                    rate = rate * 4 / 5;
+                    if rate == 0 {
+                        break;
+                    }
+                    continue;
+                }
+            };
             let ok = held(&r, rate, limit_ms);
             eprintln!(
                 "  {} rate {}: achieved {:.0} msg/s, publish p99 {:?} ms, held {ok}",
@@ -238,6 +262,7 @@ fn find_max(
                 publish_p99_ms: r.publish_latency.as_ref().map(|p| p.p99_us as f64 / 1000.0),
                 errors: r.errors_total,
                 held: ok,
+                error: None,
             });
             if rate == 0 {
                 rate = (r.produce.msgs_per_s * 0.9) as u64;
@@ -289,10 +314,24 @@ fn main() -> Result<()> {
         return find_max(&args, &w, &targets, &opts, limit_ms);
     }
     let mut results = Vec::new();
+    let mut failures = Vec::new();
     for run in 0..args.runs {
         for t in &targets {
-            let r = run_once(&w, t, &opts, run)
-                .with_context(|| format!("{} run {run} on {}", w.name, t.name))?;
+            let r = match run_once(&w, t, &opts, run) {
+                Ok(r) => r,
+                Err(e) => {
+                    // One failed run (a broker that stopped answering, say) must not discard
+                    // the others: record it and go on.
+                    eprintln!("  {} #{run}: FAILED: {e:#}", t.name);
+                    failures.push(Failure {
+                        target: t.name.clone(),
+                        run_index: run,
+                        error: format!("{e:#}"),
+                    });
+                    std::thread::sleep(std::time::Duration::from_secs(args.pause_s));
+                    continue;
+                }
+            };
             eprintln!(
                 "  {} #{run}: produce {:.0} msg/s {:.1} MiB/s, consume {:.0} msg/s, publish p99 {}, e2e p99 {}, broker cpu {} s/GiB, produced {} consumed {} errors {}",
                 t.name,
@@ -310,8 +349,11 @@ fn main() -> Result<()> {
             std::thread::sleep(std::time::Duration::from_secs(args.pause_s));
         }
     }
-    let summary = summarize(&results);
+    let summary = summarize(&results, &failures);
     let md = write_outputs(&args, &summary)?;
     println!("{md}");
+    if results.is_empty() {
+        bail!("every run failed");
+    }
     Ok(())
 }

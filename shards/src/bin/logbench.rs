@@ -29,6 +29,11 @@ struct Args {
     idle: usize,
     cpu: Option<usize>,
     partitions: Vec<usize>,
+    policies: Vec<FlushPolicy>,
+    /// Partition counts whose `none` data set is also read back cold.
+    read_partitions: Vec<usize>,
+    /// Unacknowledged bytes all producers together keep outstanding under `always`.
+    always_window_total: usize,
 }
 
 fn parse_args() -> Args {
@@ -39,6 +44,9 @@ fn parse_args() -> Args {
         idle: 10_000,
         cpu: None,
         partitions: vec![1, 16, 256],
+        policies: vec![FlushPolicy::None, FlushPolicy::Always],
+        read_partitions: vec![1, 16],
+        always_window_total: 4 << 20,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -49,7 +57,29 @@ fn parse_args() -> Args {
             "--cases" => a.cases = v.split(',').map(String::from).collect(),
             "--idle" => a.idle = v.parse().expect("--idle"),
             "--cpu" => a.cpu = Some(v.parse().expect("--cpu")),
-            "--partitions" => a.partitions = v.split(',').map(|p| p.parse().expect("--partitions")).collect(),
+            "--policies" => {
+                a.policies = v
+                    .split(',')
+                    .map(|p| match p {
+                        "none" => FlushPolicy::None,
+                        "always" => FlushPolicy::Always,
+                        _ => panic!("--policies none,always"),
+                    })
+                    .collect()
+            }
+            "--always-window-kib" => a.always_window_total = v.parse::<usize>().expect("kib") << 10,
+            "--read-partitions" => {
+                a.read_partitions = v
+                    .split(',')
+                    .map(|p| p.parse().expect("--read-partitions"))
+                    .collect()
+            }
+            "--partitions" => {
+                a.partitions = v
+                    .split(',')
+                    .map(|p| p.parse().expect("--partitions"))
+                    .collect()
+            }
             _ => panic!("unknown flag {k}"),
         }
     }
@@ -60,7 +90,12 @@ fn template() -> Bytes {
     let mut b = BatchBuilder::new(Compression::None);
     let value = vec![0x5a; 1000];
     for i in 0..16 {
-        b.push(Some(format!("key-{i:04}").as_bytes()), Some(&value), &[], 1_700_000_000_000 + i);
+        b.push(
+            Some(format!("key-{i:04}").as_bytes()),
+            Some(&value),
+            &[],
+            1_700_000_000_000 + i,
+        );
     }
     b.build()
 }
@@ -82,7 +117,11 @@ fn device_bytes_written(dir: &Path) -> Option<u64> {
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
@@ -118,11 +157,17 @@ fn config(policy: FlushPolicy) -> LogConfig {
         write_chunk_bytes: env("LB_CHUNK").unwrap_or(d.write_chunk_bytes),
         writes_in_flight_max: env("LB_WRITES").unwrap_or(d.writes_in_flight_max),
         in_flight_bytes_max: env("LB_INFLIGHT").unwrap_or(d.in_flight_bytes_max),
+        buffer_bytes_max: env("LB_BUFFER").unwrap_or(d.buffer_bytes_max),
         ..d
     }
 }
 
-async fn open_logs(dir: &Path, n: usize, policy: FlushPolicy, budgets: &Rc<ShardBudgets>) -> Vec<Rc<Log<DmaStorage>>> {
+async fn open_logs(
+    dir: &Path,
+    n: usize,
+    policy: FlushPolicy,
+    budgets: &Rc<ShardBudgets>,
+) -> Vec<Rc<Log<DmaStorage>>> {
     let storage = DmaStorage::init(dir).await.expect("storage init");
     let mut logs = Vec::with_capacity(n);
     for p in 0..n {
@@ -151,7 +196,12 @@ struct WriteResult {
 
 /// One producer per partition keeps up to the per-partition in-flight limit outstanding;
 /// under `always` an ack collector records append -> durable latency for every batch.
-async fn write_case(logs: &[Rc<Log<DmaStorage>>], bytes_per_log: u64, always: bool) -> WriteResult {
+async fn write_case(
+    logs: &[Rc<Log<DmaStorage>>],
+    bytes_per_log: u64,
+    always: bool,
+    always_window: usize,
+) -> WriteResult {
     let tpl = template();
     let started = Instant::now();
     let latencies = Rc::new(RefCell::new(Vec::<u64>::new()));
@@ -161,7 +211,8 @@ async fn write_case(logs: &[Rc<Log<DmaStorage>>], bytes_per_log: u64, always: bo
         let tpl = tpl.clone();
         let latencies = latencies.clone();
         tasks.push(glommio::spawn_local(async move {
-            let outstanding: Rc<RefCell<VecDeque<(Offset, Instant, usize)>>> = Rc::new(RefCell::new(VecDeque::new()));
+            let outstanding: Rc<RefCell<VecDeque<(Offset, Instant, usize)>>> =
+                Rc::new(RefCell::new(VecDeque::new()));
             let done = Rc::new(std::cell::Cell::new(false));
             let collector = always.then(|| {
                 let log = log.clone();
@@ -188,7 +239,7 @@ async fn write_case(logs: &[Rc<Log<DmaStorage>>], bytes_per_log: u64, always: bo
                     }
                 })
             });
-            let window = log.config().in_flight_bytes_max;
+            let window = always_window;
             let mut written = 0u64;
             let mut last = Offset(0);
             while written < bytes_per_log {
@@ -210,10 +261,14 @@ async fn write_case(logs: &[Rc<Log<DmaStorage>>], bytes_per_log: u64, always: bo
                         written += info.bytes as u64;
                         last = info.last_offset;
                         if always {
-                            outstanding.borrow_mut().push_back((info.last_offset, t0, info.bytes));
+                            outstanding
+                                .borrow_mut()
+                                .push_back((info.last_offset, t0, info.bytes));
                         }
                     }
-                    Err(Error::LogInFlightFull { .. }) => log.wait_for_space(tpl.len()).await.expect("space"),
+                    Err(Error::LogInFlightFull { .. }) => {
+                        log.wait_for_space(tpl.len()).await.expect("space")
+                    }
                     Err(e) => panic!("append failed: {e}"),
                 }
             }
@@ -240,7 +295,13 @@ async fn write_case(logs: &[Rc<Log<DmaStorage>>], bytes_per_log: u64, always: bo
     l.sort_unstable();
     let fdatasyncs = logs.iter().map(|l| l.stats.fdatasyncs.get()).sum();
     let batches = bytes / tpl.len() as u64;
-    WriteResult { bytes, seconds, latencies_us: l, fdatasyncs, batches }
+    WriteResult {
+        bytes,
+        seconds,
+        latencies_us: l,
+        fdatasyncs,
+        batches,
+    }
 }
 
 fn gib(b: u64) -> f64 {
@@ -255,10 +316,13 @@ fn run_write(args: &Args, partitions: usize, policy: FlushPolicy, keep: bool) {
     let always = policy == FlushPolicy::Always;
     let dev_before = device_bytes_written(&dir);
     let d = dir.clone();
+    let window_total = args.always_window_total;
     let r = on_executor(args.cpu, move || async move {
         let budgets = ShardBudgets::new(256 << 20, 64 << 20);
         let logs = open_logs(&d, partitions, policy, &budgets).await;
-        let r = write_case(&logs, total / partitions as u64, always).await;
+        let log_max = logs[0].config().in_flight_bytes_max + logs[0].config().buffer_bytes_max;
+        let always_window = (window_total / partitions).clamp(2 * template().len(), log_max);
+        let r = write_case(&logs, total / partitions as u64, always, always_window).await;
         for log in &logs {
             log.close().await.expect("close");
         }
@@ -329,62 +393,104 @@ fn run_read(args: &Args, partitions: usize) {
         gib(bytes),
         gib(bytes) / seconds
     );
-    let _ = std::fs::remove_dir_all(&args.dir);
+    if std::env::var("LB_KEEP").is_err() {
+        let _ = std::fs::remove_dir_all(&args.dir);
+    }
 }
 
 /// N partitions each receive one batch (flush `always`) and then sit idle: RSS growth per
-/// partition, disk use, and the latency of the next append to each idle partition.
+/// partition, disk use, open descriptors, and the latency of the next append to each idle
+/// partition (append -> durable, one partition at a time).
 fn run_idle(args: &Args) {
     let dir = args.dir.clone();
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let n = args.idle;
     let d = dir.clone();
-    let (rss_before, rss_after, open_s, lat) = on_executor(args.cpu, move || async move {
+    let m = on_executor(args.cpu, move || async move {
         let tpl = template();
         let budgets = ShardBudgets::new(256 << 20, 64 << 20);
         let rss_before = rss_bytes();
         let t = Instant::now();
         let logs = open_logs(&d, n, FlushPolicy::Always, &budgets).await;
-        // One batch each, durably, several partitions at a time.
         let mut infos = Vec::with_capacity(n);
         for log in &logs {
-            infos.push(log.append(BytesMut::from(&tpl[..]), LeaderEpoch(0)).expect("append"));
+            // The shard's in-flight limit (64 MiB) is below 10,000 batches: wait for room.
+            log.wait_for_space(tpl.len()).await.expect("space");
+            infos.push(
+                log.append(BytesMut::from(&tpl[..]), LeaderEpoch(0))
+                    .expect("append"),
+            );
         }
         for (log, info) in logs.iter().zip(&infos) {
             log.wait_durable(info.last_offset).await.expect("durable");
         }
-        let open_s = t.elapsed().as_secs_f64();
+        let setup_s = t.elapsed().as_secs_f64();
         glommio::timer::sleep(Duration::from_millis(200)).await;
         let rss_after = rss_bytes();
-        // Next append to each idle partition, one at a time: append -> durable.
+        let du_idle_kib = du_kib(&d);
+        let fds = std::fs::read_dir("/proc/self/fd")
+            .map(|r| r.count())
+            .unwrap_or(0);
         let mut lat = Vec::with_capacity(n);
         for log in &logs {
             let t0 = Instant::now();
-            let info = log.append(BytesMut::from(&tpl[..]), LeaderEpoch(0)).expect("append");
+            let info = log
+                .append(BytesMut::from(&tpl[..]), LeaderEpoch(0))
+                .expect("append");
             log.wait_durable(info.last_offset).await.expect("durable");
             lat.push(t0.elapsed().as_micros() as u64);
         }
         lat.sort_unstable();
+        let t = Instant::now();
         for log in &logs {
             log.close().await.expect("close");
         }
-        (rss_before, rss_after, open_s, lat)
+        let close_s = t.elapsed().as_secs_f64();
+        IdleResult {
+            rss_before,
+            rss_after,
+            setup_s,
+            lat,
+            du_idle_kib,
+            fds,
+            close_s,
+        }
     });
-    let du = Command::new("du").args(["-sk", dir.to_str().unwrap()]).output().ok();
-    let du_kib: u64 = du
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0);
+    let du_closed_kib = du_kib(&dir);
     println!(
-        "idle partitions={n} setup(open+1 batch each)={open_s:.1}s rss_growth={:.1}KiB/partition disk_after_close={:.1}KiB/partition first_append_p50={}us p99={}us max={}us",
-        (rss_after.saturating_sub(rss_before)) as f64 / 1024.0 / n as f64,
-        du_kib as f64 / n as f64,
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99),
-        lat.last().copied().unwrap_or(0)
+        "idle partitions={n} setup(open+1 batch each)={:.1}s rss_growth={:.1}KiB/partition disk_idle={:.1}KiB/partition disk_after_close={:.1}KiB/partition open_fds={} next_append_p50={}us p99={}us max={}us close_all={:.1}s",
+        m.setup_s,
+        (m.rss_after.saturating_sub(m.rss_before)) as f64 / 1024.0 / n as f64,
+        m.du_idle_kib as f64 / n as f64,
+        du_closed_kib as f64 / n as f64,
+        m.fds,
+        percentile(&m.lat, 0.5),
+        percentile(&m.lat, 0.99),
+        m.lat.last().copied().unwrap_or(0),
+        m.close_s,
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+struct IdleResult {
+    rss_before: u64,
+    rss_after: u64,
+    setup_s: f64,
+    lat: Vec<u64>,
+    du_idle_kib: u64,
+    fds: usize,
+    close_s: f64,
+}
+
+fn du_kib(dir: &Path) -> u64 {
+    Command::new("du")
+        .args(["-sk", dir.to_str().unwrap()])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
 }
 
 use std::process::Command;
@@ -400,8 +506,10 @@ fn main() {
     );
     if args.cases.iter().any(|c| c == "write" || c == "read") {
         for &p in &args.partitions {
-            for policy in [FlushPolicy::None, FlushPolicy::Always] {
-                let keep_for_read = args.cases.iter().any(|c| c == "read") && policy == FlushPolicy::None && p == 16;
+            for &policy in &args.policies {
+                let keep_for_read = args.cases.iter().any(|c| c == "read")
+                    && policy == FlushPolicy::None
+                    && args.read_partitions.contains(&p);
                 if args.cases.iter().any(|c| c == "write") || keep_for_read {
                     run_write(&args, p, policy, keep_for_read);
                 }
@@ -410,6 +518,47 @@ fn main() {
                 }
             }
         }
+    }
+    if args.cases.iter().any(|c| c == "rawread") {
+        // Diagnostic: the storage seam alone, 1 MiB sequential reads of one segment file.
+        let d = args.dir.clone();
+        on_executor(args.cpu, move || async move {
+            use shards::storage::{Storage, StorageFile};
+            let storage = DmaStorage::init(&d).await.unwrap();
+            let path = d.join("bench-0").join("00000000000000000000.log");
+            let f = storage.open(&path, false).await.unwrap();
+            let size = f.size().await.unwrap();
+            for (label, off) in [("aligned", 0u64), ("unaligned", 100)] {
+                let t = Instant::now();
+                let mut pos = off;
+                while pos + (1 << 20) < size {
+                    let v = f.read_at(pos, 1 << 20).await.unwrap();
+                    pos += v.len() as u64;
+                }
+                let s = t.elapsed().as_secs_f64();
+                println!("rawread {label} {:.3}GiB/s", gib(pos) / s);
+            }
+            let g = glommio::io::OpenOptions::new()
+                .read(true)
+                .dma_open(&path)
+                .await
+                .unwrap();
+            for (label, copy) in [("glommio-direct", false), ("glommio+copy", true)] {
+                let t = Instant::now();
+                let mut pos = 0u64;
+                while pos + (1 << 20) < size {
+                    let r = g.read_at_aligned(pos, 1 << 20).await.unwrap();
+                    if copy {
+                        std::hint::black_box(r.to_vec());
+                    }
+                    pos += r.len() as u64;
+                }
+                println!(
+                    "rawread {label} {:.3}GiB/s",
+                    gib(pos) / t.elapsed().as_secs_f64()
+                );
+            }
+        });
     }
     if args.cases.iter().any(|c| c == "idle") {
         run_idle(&args);

@@ -51,6 +51,14 @@ impl EpochCache {
         before != self.entries.len()
     }
 
+    /// Recovery found the log ending at `end`: entries starting after it are gone (an epoch
+    /// assigned exactly at the end, with no batch yet, stays).
+    pub fn truncate_after(&mut self, end: Offset) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|(_, s)| *s <= end);
+        before != self.entries.len()
+    }
+
     /// Log start moved to `start`: entries before it collapse into one starting at `start`.
     pub fn truncate_from_start(&mut self, start: Offset) -> bool {
         let below = self.entries.partition_point(|(_, s)| *s < start);

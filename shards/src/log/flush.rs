@@ -66,6 +66,8 @@ async fn join_write(task: &mut glommio::task::JoinHandle<Result<()>>) -> Result<
 
 /// One submitted write, completed in submission order.
 struct Chunk {
+    /// Bytes of the write (padding included), for the per-log device in-flight limit.
+    device_bytes: usize,
     end_pos: u64,
     /// New data bytes (excluding the rewritten partial block) for in-flight accounting.
     data_bytes: usize,
@@ -90,9 +92,7 @@ impl<S: Storage> Log<S> {
         if inner.failed.is_some() || inner.closed {
             return FlushWait::Stop;
         }
-        if inner.segments.values().any(|s| s.needs_flush_work())
-            || inner.epochs_dirty
-            || inner.recovery_point_dirty
+        if inner.segments.values().any(|s| s.needs_flush_work()) || inner.recovery_point_dirty
         {
             return FlushWait::Now;
         }
@@ -257,11 +257,15 @@ impl<S: Storage> Log<S> {
                 };
                 let end_pos = start + len as u64;
                 let padded = align_up(len as u64) as usize;
+                let device_bytes: usize = queue.iter().map(|c| c.device_bytes).sum();
+                if !queue.is_empty() && device_bytes + padded > self.config.in_flight_bytes_max {
+                    break; // the device holds this log's share; wait for a completion
+                }
                 self.ensure_preallocated(&*file, base, start + padded as u64)
                     .await?;
                 let mut buf = file.alloc_buf(padded);
                 let last_next = self.fill_chunk(base, buf.as_mut(), len);
-                let tail = if end_pos % BLOCK_BYTES as u64 != 0 {
+                let tail = if !end_pos.is_multiple_of(BLOCK_BYTES as u64) {
                     partial_outstanding = true;
                     let t0 = (align_down(end_pos) - start) as usize;
                     Some(buf.as_ref()[t0..len].to_vec())
@@ -272,6 +276,7 @@ impl<S: Storage> Log<S> {
                 let task =
                     glommio::spawn_local(async move { file2.write_at(buf, start).await }).detach();
                 queue.push_back(Chunk {
+                    device_bytes: padded,
                     end_pos,
                     data_bytes: (end_pos - submitted) as usize,
                     last_next,
@@ -419,12 +424,13 @@ impl<S: Storage> Log<S> {
         Ok(())
     }
 
-    /// fdatasync of the active segment when the policy (or `force`) asks, after writing the
-    /// epoch checkpoint the synced batches may depend on.
+    /// fdatasync of the active segment when the policy (or `force`) asks; then the recovery
+    /// point, preceded by the epoch checkpoint. Epochs learnt from appended batches need no
+    /// checkpoint before the batches are durable: recovery rescans everything past the
+    /// recovery point and relearns them from the batches' `partitionLeaderEpoch`. So the
+    /// epoch checkpoint is written only before the recovery point moves past them (or on
+    /// close, truncation, explicit assignment), not on every first append of an epoch.
     async fn sync_by_policy(&self, force: bool) -> Result<()> {
-        if self.inner.borrow().epochs_dirty {
-            self.write_epoch_checkpoint().await?;
-        }
         let now_ms = self.clock.now_ms();
         let (target, file) = {
             let inner = self.inner.borrow();
@@ -458,6 +464,9 @@ impl<S: Storage> Log<S> {
             self.changed.notify_all();
         }
         if self.inner.borrow().recovery_point_dirty {
+            if self.inner.borrow().epochs_dirty {
+                self.write_epoch_checkpoint().await?;
+            }
             let rp = {
                 let mut inner = self.inner.borrow_mut();
                 inner.recovery_point_dirty = false;

@@ -72,8 +72,11 @@ pub struct LogConfig {
     pub flush_policy: FlushPolicy,
     pub max_message_bytes: usize,
     pub message_timestamp_type: TimestampType,
-    /// Bytes appended but not yet written to the file, per log (backpressure threshold).
+    /// Bytes in writes submitted to the device and not completed, per log.
     pub in_flight_bytes_max: usize,
+    /// Bytes appended and not yet submitted (the tail buffer filling the next writes), per
+    /// log. Appends get backpressure beyond `in_flight_bytes_max + buffer_bytes_max`.
+    pub buffer_bytes_max: usize,
     /// Size of one DMA write; a flusher step issues up to `writes_in_flight_max` of them.
     pub write_chunk_bytes: usize,
     pub writes_in_flight_max: usize,
@@ -98,7 +101,8 @@ impl Default for LogConfig {
             max_message_bytes: 1_048_588,
             message_timestamp_type: TimestampType::CreateTime,
             in_flight_bytes_max: 1 << 20,
-            write_chunk_bytes: 1 << 20,
+            buffer_bytes_max: 1 << 20,
+            write_chunk_bytes: 256 << 10,
             writes_in_flight_max: 4,
             write_step_bytes_max: 64 << 20,
             preallocate_step_min_bytes: 1 << 20,
@@ -435,7 +439,8 @@ impl<S: Storage> Log<S> {
     pub fn has_space(&self, bytes: usize) -> bool {
         let log_bytes = self.inner.borrow().in_flight_bytes;
         let shard_bytes = self.budgets.in_flight_bytes.get();
-        (log_bytes == 0 || log_bytes + bytes <= self.config.in_flight_bytes_max)
+        let log_max = self.config.in_flight_bytes_max + self.config.buffer_bytes_max;
+        (log_bytes == 0 || log_bytes + bytes <= log_max)
             && (shard_bytes == 0 || shard_bytes + bytes <= self.budgets.in_flight_bytes_max)
     }
 
@@ -445,7 +450,7 @@ impl<S: Storage> Log<S> {
         }
         Err(Error::LogInFlightFull {
             in_flight_bytes: self.inner.borrow().in_flight_bytes,
-            limit: self.config.in_flight_bytes_max,
+            limit: self.config.in_flight_bytes_max + self.config.buffer_bytes_max,
         })
     }
 

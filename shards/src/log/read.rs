@@ -284,6 +284,12 @@ async fn read_from_file<F: StorageFile>(
         if end + BATCH_HEADER_LEN as u64 > limit {
             break;
         }
+        // The first read covered `max_bytes` from the index position: a batch whose header
+        // lies past it would not fit the budget anyway (unless it is the first one).
+        let covered = buf_pos <= start && in_buf(&buf, buf_pos, end, 0);
+        if end > start && covered && !in_buf(&buf, buf_pos, end, BATCH_HEADER_LEN) {
+            break;
+        }
         if !in_buf(&buf, buf_pos, end, BATCH_HEADER_LEN) {
             // Only headers are needed here; the data is read once below.
             let want = READ_AHEAD_BYTES.min((limit - end) as usize);

@@ -279,7 +279,7 @@ pub async fn open_dir<S: Storage>(
     }
     log_start =
         log_start.max(Offset(segments.keys().next().copied().unwrap_or(0)).min(next_offset));
-    epochs.truncate_from_end(next_offset);
+    epochs.truncate_after(next_offset);
     epochs.truncate_from_start(log_start);
     if epochs != loaded_epochs {
         storage::write_file_atomic(storage, dir, LEADER_EPOCH_CHECKPOINT, &epochs.encode()).await?;

@@ -348,6 +348,7 @@ fn in_flight_limit_backpressures_until_written() {
         let s = SimStorage::new();
         let config = LogConfig {
             in_flight_bytes_max: 3000,
+            buffer_bytes_max: 0,
             flush_policy: FlushPolicy::None,
             ..LogConfig::default()
         };
@@ -729,12 +730,7 @@ fn recovery_truncates_at_corruption_and_rebuilds_missing_indexes() {
             .clone();
         s.remove_file(&dir.join(&first_index)).await.unwrap();
         // Flip a byte inside a batch in the last segment (past the recovery point).
-        let last_log = names
-            .iter()
-            .filter(|n| n.ends_with(".log"))
-            .next_back()
-            .unwrap()
-            .clone();
+        let last_log = names.iter().rfind(|n| n.ends_with(".log")).unwrap().clone();
         let last_base: i64 = last_log[..20].parse().unwrap();
         let in_last: Vec<&AppendInfo> = infos
             .iter()

@@ -13,6 +13,9 @@ use crate::{Error, Result};
 /// Name of the probe file [`DmaStorage::init`] writes in the data directory.
 pub const PROBE_FILE_NAME: &str = ".riptide-dma-probe";
 
+/// Reads larger than this are split into concurrent aligned reads of this size.
+const READ_SPLIT_BYTES: usize = 256 * 1024;
+
 /// The glommio DMA storage. Must be used on a glommio executor thread.
 #[derive(Clone, Debug, Default)]
 pub struct DmaStorage {
@@ -155,12 +158,42 @@ impl StorageFile for DmaStorageFile {
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> Result<Vec<u8>> {
-        let read = self
-            .file
-            .read_at(pos, len)
-            .await
-            .map_err(|e| io_err(&self.path, e))?;
-        Ok(read.to_vec())
+        // glommio's unaligned `read_at` can return bytes past the end of the file (it does
+        // not subtract its alignment shift from a short read), so every read is aligned
+        // here and trimmed by hand.
+        // A large read goes to the device as several aligned reads in flight at once (the
+        // device is faster at queue depth > 1), copied into one buffer in order.
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let start = super::align_down(pos);
+        let end = pos + len as u64;
+        let mut pieces = Vec::new();
+        let mut at = start;
+        while at < end {
+            let n = (READ_SPLIT_BYTES as u64).min(super::align_up(end) - at) as usize;
+            pieces.push((at, n));
+            at += n as u64;
+        }
+        let reads = futures::future::try_join_all(
+            pieces
+                .iter()
+                .map(|(at, n)| self.file.read_at_aligned(*at, *n)),
+        )
+        .await
+        .map_err(|e| io_err(&self.path, e))?;
+        let mut out = Vec::with_capacity(len);
+        let mut cursor = start;
+        for r in &reads {
+            let skip = pos.saturating_sub(cursor).min(r.len() as u64) as usize;
+            let take = (r.len() - skip).min(len - out.len());
+            out.extend_from_slice(&r[skip..skip + take]);
+            cursor += r.len() as u64;
+            if r.len() < READ_SPLIT_BYTES || out.len() == len {
+                break; // end of file, or done
+            }
+        }
+        Ok(out)
     }
 
     async fn fdatasync(&self) -> Result<()> {

@@ -115,6 +115,29 @@ fn dma_storage_roundtrip() {
                 &f.read_at(BLOCK_BYTES as u64 + 1, 3).await.unwrap()[..],
                 b"bcd"
             );
+            // A large unaligned read (split into concurrent reads) returns exact bytes.
+            let big = s.open(&path.join("big"), true).await.unwrap();
+            let len = 3 * 1024 * 1024 + 3 * BLOCK_BYTES;
+            let mut buf = big.alloc_buf(len);
+            for (i, b) in buf.as_mut().iter_mut().enumerate() {
+                *b = (i % 251) as u8;
+            }
+            big.write_at(buf, 0).await.unwrap();
+            for (pos, n) in [
+                (12345u64, 700_000usize),
+                (0, len),
+                (4096, 262_144),
+                (len as u64 - 10, 100),
+            ] {
+                let got = big.read_at(pos, n).await.unwrap();
+                let want_len = n.min(len - pos as usize);
+                assert_eq!(got.len(), want_len, "read at {pos} of {n}");
+                assert!(got
+                    .iter()
+                    .enumerate()
+                    .all(|(i, b)| *b == ((pos as usize + i) % 251) as u8));
+            }
+            big.close().await.unwrap();
             let names = s.list_dir(&path).await.unwrap();
             assert!(names.contains(&"seg".to_string()) && names.contains(&"cp".to_string()));
             f.close().await.unwrap();
