@@ -5,7 +5,8 @@
 #   runs every suite row with `riptide-perf --compare riptide,tansu` (alternating runs),
 #   and rewrites the results section of BENCHMARKS.md between its markers.
 #
-# Usage: scripts/bench.sh                # full suite (long: ~1-2 hours on 2 cores)
+# Usage: scripts/bench.sh                # full suite: about 2 hours on 2 cores (RUNS=5, 60 s
+#                                        #   latency rows; RUNS=3 RUNS_E2E=1 roughly halves it)
 #        MODE=quick scripts/bench.sh     # seconds per run, for checking the pipeline
 # Knobs (environment):
 #   ROWS="1 0 2 3 4 5 f"  suite rows (0 = max-rate search, f = Riptide flamegraphs)         RUNS=5      runs per target (quick: 2)

@@ -519,6 +519,12 @@ fn main() {
             }
         }
     }
+    if args.cases.iter().any(|c| c == "readonly") {
+        // Diagnostic: read back a data set kept by an earlier run (LB_KEEP=1).
+        for &p in &args.read_partitions {
+            run_read(&args, p);
+        }
+    }
     if args.cases.iter().any(|c| c == "rawread") {
         // Diagnostic: the storage seam alone, 1 MiB sequential reads of one segment file.
         let d = args.dir.clone();

@@ -92,8 +92,7 @@ impl<S: Storage> Log<S> {
         if inner.failed.is_some() || inner.closed {
             return FlushWait::Stop;
         }
-        if inner.segments.values().any(|s| s.needs_flush_work()) || inner.recovery_point_dirty
-        {
+        if inner.segments.values().any(|s| s.needs_flush_work()) || inner.recovery_point_dirty {
             return FlushWait::Now;
         }
         if inner.written_offset <= inner.synced_offset {

@@ -25,7 +25,13 @@ impl<S: Storage> Log<S> {
         if offset >= self.log_end_offset() {
             return Ok(());
         }
-        self.inner.borrow_mut().truncating = true;
+        {
+            let mut inner = self.inner.borrow_mut();
+            inner.truncating = true;
+            inner.truncations += 1;
+        }
+        // Read-ahead data may cover bytes about to be replaced.
+        self.readahead.borrow_mut().take();
         let r = self.truncate_locked(offset).await;
         self.inner.borrow_mut().truncating = false;
         if let Err(e) = &r {

@@ -267,6 +267,8 @@ struct Inner<S: Storage> {
     failed: Option<String>,
     closed: bool,
     truncating: bool,
+    /// Number of truncations so far (invalidates read-ahead).
+    truncations: u64,
 }
 
 /// State shared with the flusher task, which must not keep the log alive.
@@ -299,6 +301,8 @@ pub struct Log<S: Storage> {
     io_lock: AsyncLock,
     weak_self: Weak<Log<S>>,
     pub stats: LogStats,
+    /// One read-ahead for a sequential cold reader (dropped on truncation).
+    readahead: RefCell<Option<read::Readahead>>,
 }
 
 fn segment_file_name(base: i64, ext: &str) -> String {
@@ -345,6 +349,7 @@ impl<S: Storage> Log<S> {
                 failed: None,
                 closed: false,
                 truncating: false,
+                truncations: 0,
             }),
             shared: Rc::new(Shared {
                 work: Notify::default(),
@@ -354,6 +359,7 @@ impl<S: Storage> Log<S> {
             io_lock: AsyncLock::default(),
             weak_self: weak_self.clone(),
             stats: LogStats::default(),
+            readahead: RefCell::new(None),
         });
         flush::spawn_flusher(&log);
         Ok(log)

@@ -39,6 +39,8 @@ impl<S: Storage> Log<S> {
     ) -> Result<ReadResult> {
         let mut from = offset.0;
         loop {
+            // Truncations bump this; read-ahead taken before one is never used after it.
+            let version = self.inner.borrow().truncations;
             let plan = self.plan_read(offset, from, max_offset, max_bytes)?;
             match plan {
                 Plan::Done(r) => return Ok(r),
@@ -63,10 +65,47 @@ impl<S: Storage> Log<S> {
                             }
                         }
                     };
-                    let (chunk, next) =
-                        read_from_file(&*file, position, limit, from, max_offset.0, max_bytes)
-                            .await?;
+                    // A sequential consumer finds its next range already read (read-ahead).
+                    let ahead = self.readahead.borrow_mut().take();
+                    let initial = match ahead {
+                        Some(ra)
+                            if ra.base == base
+                                && ra.next_offset == from
+                                && ra.pos >= position
+                                && ra.version == version =>
+                        {
+                            match ra.task.await {
+                                Some(Ok(data)) => Some((ra.pos, data)),
+                                _ => None,
+                            }
+                        }
+                        _ => None,
+                    };
+                    let (chunk, next, end_pos) = read_from_file(
+                        &*file,
+                        position,
+                        limit,
+                        from,
+                        max_offset.0,
+                        max_bytes,
+                        initial,
+                    )
+                    .await?;
                     if let Some(chunk) = chunk {
+                        let want = read_want(max_bytes).min(limit.saturating_sub(end_pos) as usize);
+                        if want >= BATCH_HEADER_LEN {
+                            let f = file.clone();
+                            let task =
+                                glommio::spawn_local(async move { f.read_at(end_pos, want).await })
+                                    .detach();
+                            *self.readahead.borrow_mut() = Some(Readahead {
+                                base,
+                                pos: end_pos,
+                                next_offset: next,
+                                version,
+                                task,
+                            });
+                        }
                         let inner = self.inner.borrow();
                         return Ok(ReadResult {
                             bytes: chunk.len(),
@@ -246,10 +285,13 @@ async fn read_from_file<F: StorageFile>(
     from: i64,
     max_offset: i64,
     max_bytes: usize,
-) -> Result<(Option<Bytes>, i64)> {
-    let mut buf: Vec<u8> = Vec::new();
-    let mut buf_pos = position;
-    let mut pos = position;
+    initial: Option<(u64, Vec<u8>)>,
+) -> Result<(Option<Bytes>, i64, u64)> {
+    let (mut buf, mut buf_pos) = match initial {
+        Some((p, data)) => (data, p),
+        None => (Vec::new(), position),
+    };
+    let mut pos = buf_pos.max(position);
     let corrupt = |pos: u64| {
         Error::Invalid(format!(
             "stored batch at position {pos} of {} is unreadable",
@@ -259,12 +301,10 @@ async fn read_from_file<F: StorageFile>(
     // 1. Find the first batch whose last offset is >= from.
     let start = loop {
         if pos + BATCH_HEADER_LEN as u64 > limit {
-            return Ok((None, from));
+            return Ok((None, from, pos));
         }
         if !in_buf(&buf, buf_pos, pos, BATCH_HEADER_LEN) {
-            let want = READ_AHEAD_BYTES
-                .max(max_bytes.min(8 << 20))
-                .min((limit - pos) as usize);
+            let want = read_want(max_bytes).min((limit - pos) as usize);
             buf = file.read_at(pos, want).await?;
             buf_pos = pos;
             if buf.len() < BATCH_HEADER_LEN {
@@ -317,7 +357,7 @@ async fn read_from_file<F: StorageFile>(
         next = h.last_offset() + 1;
     }
     if end == start {
-        return Ok((None, from));
+        return Ok((None, from, end));
     }
     let len = (end - start) as usize;
     let bytes = if buf_pos <= start && buf_pos + buf.len() as u64 >= end {
@@ -330,7 +370,21 @@ async fn read_from_file<F: StorageFile>(
         }
         Bytes::from(data)
     };
-    Ok((Some(bytes), next))
+    Ok((Some(bytes), next, end))
+}
+
+/// Bytes read from the file for one fetch of `max_bytes` (also the read-ahead size).
+fn read_want(max_bytes: usize) -> usize {
+    READ_AHEAD_BYTES.max(max_bytes.min(8 << 20))
+}
+
+/// The next range of a segment, read while the consumer handles the previous one.
+pub(super) struct Readahead {
+    base: i64,
+    pos: u64,
+    next_offset: i64,
+    version: u64,
+    task: glommio::task::JoinHandle<Result<Vec<u8>>>,
 }
 
 fn in_buf(buf: &[u8], buf_pos: u64, pos: u64, len: usize) -> bool {

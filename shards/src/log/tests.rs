@@ -863,3 +863,67 @@ mod index_props {
         }
     }
 }
+
+#[test]
+fn read_ahead_never_serves_truncated_data() {
+    run(|| async {
+        let s = SimStorage::new();
+        let open = |s: SimStorage| async move {
+            // No tail cache: every read goes to the file.
+            Log::open(
+                s,
+                PathBuf::from("/data/t-0"),
+                topic(),
+                LogConfig::default(),
+                clock(),
+                ShardBudgets::new(0, 64 << 20),
+            )
+            .await
+            .unwrap()
+        };
+        let log = open(s.clone()).await;
+        let mut last = Offset(0);
+        for i in 0..50 {
+            last = log
+                .append(make_batch(2, 300, i, 1), LeaderEpoch(0))
+                .unwrap()
+                .last_offset;
+        }
+        log.wait_durable(last).await.unwrap();
+        // Sequential reads: each one leaves a read-ahead of the next range.
+        let r1 = log
+            .read(Offset(0), log.log_end_offset(), 2000)
+            .await
+            .unwrap();
+        let cut = r1.next_offset;
+        let r2 = log.read(cut, log.log_end_offset(), 2000).await.unwrap();
+        assert_eq!(
+            BatchHeader::parse(&r2.chunks[0]).unwrap().base_offset,
+            cut.0
+        );
+        let r3_start = r2.next_offset;
+        // Replace everything from r3_start with different batches.
+        log.truncate_to(r3_start).await.unwrap();
+        let mut last = r3_start;
+        for i in 0..10 {
+            last = log
+                .append(make_batch(3, 100, 99, 7 + i), LeaderEpoch(1))
+                .unwrap()
+                .last_offset;
+        }
+        log.wait_durable(last).await.unwrap();
+        let r3 = log
+            .read(r3_start, log.log_end_offset(), 2000)
+            .await
+            .unwrap();
+        let h = BatchHeader::parse(&r3.chunks[0]).unwrap();
+        assert_eq!(h.base_offset, r3_start.0);
+        assert_eq!(
+            h.partition_leader_epoch, 1,
+            "stale read-ahead data served after truncation"
+        );
+        assert_eq!(h.record_count, 3);
+        drop(log);
+        let _ = open;
+    });
+}
