@@ -9,7 +9,7 @@ consume until stable; c3 subscribes at t0. Reported:
                 in [t0, stable + 1 s] (the consume pause the rebalance caused; the
                 producer's steady rate makes the baseline gap a few ms)
 
-Usage: scripts/rebalance_bench.py [--bootstrap HOST:PORT] [--trials N]
+Usage: scripts/rebalance_bench.py [--bootstrap HOST:PORT] [--trials N] [--heartbeat-ms MS]
 Without --bootstrap it starts target/release/riptide on a temp dir (flush policy: the
 broker default, always). Results are printed, not asserted.
 """
@@ -30,6 +30,8 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 PARTITIONS = 6
 RATE_PER_S = 2000
+# Members learn of a rebalance from their next heartbeat: it bounds the rebalance time.
+HEARTBEAT_MS = 1000
 
 
 class Member(threading.Thread):
@@ -43,7 +45,7 @@ class Member(threading.Thread):
                 "auto.offset.reset": "latest",
                 "enable.auto.commit": False,
                 "session.timeout.ms": 10000,
-                "heartbeat.interval.ms": 1000,
+                "heartbeat.interval.ms": HEARTBEAT_MS,
             }
         )
         self.topic = topic
@@ -124,10 +126,13 @@ def trial(bootstrap, topic, strategy):
 
 
 def main():
+    global HEARTBEAT_MS
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap")
     ap.add_argument("--trials", type=int, default=5)
+    ap.add_argument("--heartbeat-ms", type=int, default=HEARTBEAT_MS)
     args = ap.parse_args()
+    HEARTBEAT_MS = args.heartbeat_ms
     broker = None
     if args.bootstrap is None:
         from broker_process import Broker
@@ -142,7 +147,10 @@ def main():
         stop = threading.Event()
         prod = threading.Thread(target=producer_loop, args=(args.bootstrap, topic, stop), daemon=True)
         prod.start()
-        print(f"broker {args.bootstrap}, {PARTITIONS} partitions, producer {RATE_PER_S} rec/s, {args.trials} trials")
+        print(
+            f"broker {args.bootstrap}, {PARTITIONS} partitions, producer {RATE_PER_S} rec/s, "
+            f"heartbeat.interval.ms {HEARTBEAT_MS}, {args.trials} trials"
+        )
         for strategy in ("range", "cooperative-sticky"):
             results = [r for r in (trial(args.bootstrap, topic, strategy) for _ in range(args.trials)) if r]
             if not results:

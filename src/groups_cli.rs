@@ -195,7 +195,7 @@ fn list(boot: &mut Conn, states: &[String]) -> Result<()> {
             println!("{}", g.group_id.0);
         }
     } else {
-        println!("{:<40} {}", "GROUP", "STATE");
+        println!("{:<40} STATE", "GROUP");
         for g in groups {
             println!("{:<40} {}", g.group_id.0.as_str(), g.group_state.as_str());
         }
@@ -348,7 +348,7 @@ fn describe(boot: &mut Conn, group: &str) -> Result<()> {
         g.members.len()
     );
     println!(
-        "{:<24} {:<24} {:>9} {:>14} {:>14} {:>8} {:<40} {:<16} {}",
+        "{:<24} {:<24} {:>9} {:>14} {:>14} {:>8} {:<40} {:<16} CLIENT-ID",
         "GROUP",
         "TOPIC",
         "PARTITION",
@@ -356,8 +356,7 @@ fn describe(boot: &mut Conn, group: &str) -> Result<()> {
         "LOG-END-OFFSET",
         "LAG",
         "CONSUMER-ID",
-        "HOST",
-        "CLIENT-ID"
+        "HOST"
     );
     for tp in &parts {
         let current = offsets.get(tp).copied().filter(|o| *o >= 0);

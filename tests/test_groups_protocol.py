@@ -152,6 +152,7 @@ def test_find_coordinator_every_version(wire_broker, version):
 
 def test_find_coordinator_batched_keys(wire_broker):
     w = Wire(wire_broker.port)
+    assert find(w, "warm-up", 4)[0] == NONE  # the offsets topic exists and is open
     keys = [f"g{i}" for i in range(5)]
     r = w.call(FindCoordinatorRequest(version=4, key_type=0, coordinator_keys=keys))
     assert [c.key for c in r.coordinators] == keys

@@ -109,7 +109,8 @@ async fn find_one(key: &str, key_type: i8) -> (i16, i32, String, i32) {
     if key.is_empty() {
         return (codes::INVALID_GROUP_ID, -1, String::new(), -1);
     }
-    if let Err(e) = coordinator::ensure_offsets_topic(coordinator::OFFSETS_TOPIC_CREATE_WAIT).await {
+    if let Err(e) = coordinator::ensure_offsets_topic(coordinator::OFFSETS_TOPIC_CREATE_WAIT).await
+    {
         tracing::info!("{e}");
         return not_available;
     }
@@ -612,7 +613,7 @@ pub async fn describe_groups(ctx: Ctx, req: DescribeGroupsRequest) -> DescribeGr
 }
 
 pub async fn list_groups(ctx: Ctx, req: ListGroupsRequest) -> ListGroupsResponse {
-    let all = shards::runtime::invoke_on_all(|| coordinator::list_local()).await;
+    let all = shards::runtime::invoke_on_all(coordinator::list_local).await;
     let filter: Vec<String> = if ctx.version >= 4 {
         req.states_filter.iter().map(|f| f.to_lowercase()).collect()
     } else {

@@ -90,10 +90,12 @@ pub fn route(group_id: &str) -> Result<Route> {
 /// COORDINATOR_NOT_AVAILABLE (clients retry; the creation goes on in the background).
 pub const OFFSETS_TOPIC_CREATE_WAIT: Duration = Duration::from_secs(5);
 
+/// Told when the offsets topic exists (or why it could not be created).
+type CreationWaiter = oneshot::Sender<std::result::Result<(), String>>;
+
 thread_local! {
     /// Waiters for this shard's in-flight creation of the offsets topic (one at a time).
-    static CREATION: RefCell<Option<Vec<oneshot::Sender<std::result::Result<(), String>>>>> =
-        const { RefCell::new(None) };
+    static CREATION: RefCell<Option<Vec<CreationWaiter>>> = const { RefCell::new(None) };
 }
 
 /// Make sure `__consumer_offsets` exists, waiting at most `wait` for its creation.
@@ -253,7 +255,10 @@ async fn slot(index: i32) -> Result<Rc<Slot>> {
     let partition = local_partition(index)?;
     let partition_id = Rc::as_ptr(&partition) as usize;
     let mut existing = coordinator.slots.borrow().get(&index).cloned();
-    if existing.as_ref().is_some_and(|s| s.partition_id != partition_id) {
+    if existing
+        .as_ref()
+        .is_some_and(|s| s.partition_id != partition_id)
+    {
         coordinator.slots.borrow_mut().remove(&index);
         existing = None;
     }
