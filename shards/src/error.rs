@@ -47,6 +47,10 @@ pub enum Error {
     /// for (expired, evicted, or its batches removed by retention or truncation).
     #[error("unknown producer {producer_id} (sequence {sequence} without state)")]
     UnknownProducerId { producer_id: i64, sequence: i32 },
+    /// Kafka INVALID_TXN_STATE: a non-transactional batch while the producer has an open
+    /// transaction in this partition.
+    #[error("producer {producer_id} wrote a non-transactional batch inside an open transaction")]
+    InvalidTxnState { producer_id: i64 },
     /// A producer-state snapshot that fails its checks; the caller rebuilds from the log.
     #[error("corrupt producer state snapshot: {0}")]
     CorruptSnapshot(String),

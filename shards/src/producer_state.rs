@@ -16,6 +16,9 @@
 //! 4. Within an epoch, `baseSequence` must be the last sequence + 1 (wrapping at
 //!    `i32::MAX` to 0), else OUT_OF_ORDER_SEQUENCE_NUMBER.
 //!
+//! 5. A non-transactional batch while the producer has an open transaction here:
+//!    INVALID_TXN_STATE.
+//!
 //! Control batches (transaction markers, written by the broker for the coordinator) are
 //! checked only against a stale epoch; they close the producer's open transaction.
 //!
@@ -44,6 +47,14 @@ pub enum SeqCheck {
         last_offset: i64,
         log_append_time_ms: i64,
     },
+}
+
+/// A transaction closed by a marker: its first data offset and the marker's offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompletedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
 }
 
 /// One appended batch of a producer, as Kafka's `BatchMetadata`.
@@ -192,6 +203,11 @@ impl ProducerStateTable {
             return Ok(SeqCheck::Append);
         }
         self.check_sequence(h, entry, current_epoch)?;
+        if !h.is_transactional() && entry.is_some_and(|e| e.txn_first_offset.is_some()) {
+            return Err(Error::InvalidTxnState {
+                producer_id: h.producer_id,
+            });
+        }
         Ok(SeqCheck::Append)
     }
 
@@ -239,6 +255,10 @@ impl ProducerStateTable {
     /// follower / during recovery, where no check is made). `now_ms` is the broker time
     /// used for expiry; `log_append_time_ms` is -1 unless the topic uses LogAppendTime.
     ///
+    /// A control batch (transaction marker) closes the producer's open transaction; the
+    /// closed range is returned so the log can record aborted transactions (the caller
+    /// knows from the marker record whether it was an ABORT).
+    ///
     /// [`check`]: ProducerStateTable::check
     pub fn update(
         &mut self,
@@ -246,9 +266,9 @@ impl ProducerStateTable {
         base_offset: i64,
         now_ms: i64,
         log_append_time_ms: i64,
-    ) {
+    ) -> Option<CompletedTxn> {
         if !h.has_producer_id() {
-            return;
+            return None;
         }
         let last_offset = base_offset + h.last_offset_delta as i64;
         if !self.entries.contains_key(&h.producer_id) {
@@ -279,8 +299,16 @@ impl ProducerStateTable {
         }
         entry.last_update_ms = now_ms;
         entry.last_offset = last_offset;
+        let mut completed = None;
         if h.is_control() {
-            entry.txn_first_offset = None;
+            completed = entry
+                .txn_first_offset
+                .take()
+                .map(|first_offset| CompletedTxn {
+                    producer_id: h.producer_id,
+                    first_offset,
+                    last_offset,
+                });
         } else {
             if entry.batches.len() == BATCHES_RETAINED {
                 entry.batches.pop_front();
@@ -299,6 +327,7 @@ impl ProducerStateTable {
         debug_assert!(entry.batches.len() <= BATCHES_RETAINED);
         debug_assert!(self.entries.len() <= self.max_producers);
         debug_assert_eq!(self.entries.len(), self.lru.len());
+        completed
     }
 
     fn tick(&mut self) -> u64 {

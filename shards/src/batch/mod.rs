@@ -17,11 +17,16 @@
 
 mod builder;
 mod codec;
+mod control;
 mod record;
 #[cfg(test)]
 mod tests;
 
 pub use builder::BatchBuilder;
+pub use control::{
+    build_end_txn_marker, control_record_type, parse_end_txn_marker, ControlRecordType,
+    EndTxnMarker,
+};
 pub use record::Record;
 
 use crate::error::{Error, Result};

@@ -14,7 +14,8 @@ use crate::error::{Error, Result};
 use bytes::{BufMut, Bytes};
 
 /// A decoded record. `key`, `value` and header values are slices of the batch (or of its
-/// decompressed data), not copies.
+/// decompressed data), not copies. Header keys are decoded lossily (invalid UTF-8 becomes
+/// U+FFFD), as the Java client and broker do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     pub offset_delta: i32,
@@ -116,7 +117,21 @@ pub(super) struct RecordRef<'a> {
     pub timestamp_delta: i64,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
-    pub headers: Vec<(&'a [u8], Option<&'a [u8]>)>,
+    /// The header count and the bytes holding the headers (already validated), parsed
+    /// again only by [`decode_all`]: validation allocates nothing per record.
+    pub header_count: usize,
+    pub headers_raw: &'a [u8],
+}
+
+/// Reads one header: key (never null) and nullable value.
+fn parse_header<'a>(reader: &mut Reader<'a>) -> Result<(&'a [u8], Option<&'a [u8]>)> {
+    let key_len = reader.varint()?;
+    if key_len < 0 {
+        return Err(corrupt(format!("negative header key length {key_len}")));
+    }
+    let key = reader.bytes(key_len as usize)?;
+    let value = reader.nullable_bytes()?;
+    Ok((key, value))
 }
 
 /// Parses one record at the reader's position; checks that its body is exactly `length`.
@@ -141,16 +156,11 @@ pub(super) fn parse_record<'a>(reader: &mut Reader<'a>) -> Result<RecordRef<'a>>
             body.remaining()
         )));
     }
-    let mut headers = Vec::with_capacity(header_count as usize);
+    let headers_start = body.pos;
     for _ in 0..header_count {
-        let key_len = body.varint()?;
-        if key_len < 0 {
-            return Err(corrupt(format!("negative header key length {key_len}")));
-        }
-        let key = body.bytes(key_len as usize)?;
-        let value = body.nullable_bytes()?;
-        headers.push((key, value));
+        parse_header(&mut body)?;
     }
+    let headers_raw = &body.buf[headers_start..body.pos];
     if body.remaining() != 0 {
         return Err(corrupt(format!(
             "record declares {length} bytes but its fields end {} bytes early",
@@ -162,7 +172,8 @@ pub(super) fn parse_record<'a>(reader: &mut Reader<'a>) -> Result<RecordRef<'a>>
         timestamp_delta,
         key,
         value,
-        headers,
+        header_count: header_count as usize,
+        headers_raw,
     })
 }
 
@@ -216,11 +227,12 @@ pub(super) fn decode_all(data: &Bytes, count: i32) -> Result<Vec<Record>> {
             )));
         }
         previous_delta = r.offset_delta as i64;
-        let mut headers = Vec::with_capacity(r.headers.len());
-        for (key, value) in r.headers {
-            let key = std::str::from_utf8(key)
-                .map_err(|_| corrupt("header key is not UTF-8"))?
-                .to_owned();
+        let mut headers = Vec::with_capacity(r.header_count);
+        let mut header_reader = Reader::new(r.headers_raw);
+        for _ in 0..r.header_count {
+            let (key, value) = parse_header(&mut header_reader)?;
+            // Lossy, as Java's `new String(bytes, UTF_8)`: Kafka accepts any bytes here.
+            let key = String::from_utf8_lossy(key).into_owned();
             headers.push((key, value.map(|v| data.slice_ref(v))));
         }
         records.push(Record {

@@ -109,6 +109,19 @@ fn fix_crc(batch: &mut [u8]) {
 }
 
 #[test]
+fn invalid_utf8_header_key_is_accepted_lossily() {
+    // Record: attributes 0, tsDelta 0, offsetDelta 0, key null, value null, 1 header with
+    // the 1-byte key 0xff and a null value.
+    let body = [0u8, 0, 0, 0x01, 0x01, 0x02, 0x02, 0xff, 0x01];
+    let mut data = vec![(body.len() as u8) << 1];
+    data.extend_from_slice(&body);
+    let batch = batch_from_records(&data, 1, Compression::None);
+    validate_produced(&batch, MAX).unwrap();
+    let records = records(&batch, MAX).unwrap();
+    assert_eq!(records[0].headers, vec![("\u{fffd}".to_string(), None)]);
+}
+
+#[test]
 fn header_accessors() {
     let batch = BatchBuilder::new(Compression::Zstd)
         .producer(7, 3, i32::MAX - 1)
@@ -552,7 +565,230 @@ proptest! {
         // Keep the CRC right so the deeper checks run.
         fix_crc(&mut bad);
         let bad = Bytes::from(bad);
-        let _ = validate_produced(&bad, MAX);
-        let _ = records(&bad, MAX);
+        let produced = validate_produced(&bad, MAX);
+        let decoded = records(&bad, MAX);
+        if let Ok(h) = produced {
+            // What the broker accepts it can read back (compressed ones are not scanned).
+            prop_assert!(validate_stored(&bad).is_ok());
+            if h.compression().unwrap() == Compression::None {
+                prop_assert_eq!(decoded.unwrap().len(), h.record_count as usize);
+            }
+        }
+    }
+}
+
+/// Writes valid batches of every codec as a fuzzing seed corpus into the directory named by
+/// `RIPTIDE_FUZZ_SEEDS` (see fuzz/README.md). Ignored: it is a tool, not a test.
+#[test]
+#[ignore]
+fn write_fuzz_seeds() {
+    let dir = std::env::var("RIPTIDE_FUZZ_SEEDS").expect("set RIPTIDE_FUZZ_SEEDS");
+    std::fs::create_dir_all(&dir).unwrap();
+    for codec in Compression::ALL {
+        let mut b = BatchBuilder::new(codec).producer(1, 0, 0);
+        for i in 0..3u8 {
+            b.push(
+                Some(&[i]),
+                Some(b"value"),
+                &[("h", Some(b"v"))],
+                1_000 + i as i64,
+            );
+        }
+        let batch = b.build();
+        validate_produced(&batch, MAX).unwrap();
+        std::fs::write(format!("{dir}/{codec:?}.bin"), &batch).unwrap();
+    }
+}
+
+#[test]
+fn end_txn_marker_layout_and_round_trip() {
+    let batch = build_end_txn_marker(77, 4, ControlRecordType::Commit, 9, 5_000);
+    let h = validate_stored(&batch).unwrap();
+    assert!(h.is_control() && h.is_transactional());
+    assert_eq!(
+        (h.producer_id, h.producer_epoch, h.base_sequence),
+        (77, 4, -1)
+    );
+    assert_eq!(h.record_count, 1);
+    // Clients may not produce markers.
+    assert!(validate_produced(&batch, MAX).is_err());
+    // The record: key = version 0 | type 1 (COMMIT); value = version 0 | coordinator epoch 9.
+    #[rustfmt::skip]
+    let expected_record = [
+        0x20,                   // length 16 (zigzag 32)
+        0, 0, 0,                // attributes, timestampDelta 0, offsetDelta 0
+        0x08, 0, 0, 0, 1,       // key: 4 bytes
+        0x0c, 0, 0, 0, 0, 0, 9, // value: 6 bytes
+        0,                      // no headers
+    ];
+    assert_eq!(&batch[BATCH_HEADER_LEN..], &expected_record[..]);
+    let rs = records(&batch, MAX).unwrap();
+    assert_eq!(
+        control_record_type(&rs[0]).unwrap(),
+        ControlRecordType::Commit
+    );
+    let m = parse_end_txn_marker(&rs[0]).unwrap();
+    assert_eq!(
+        m,
+        EndTxnMarker {
+            kind: ControlRecordType::Commit,
+            coordinator_epoch: 9
+        }
+    );
+
+    let abort = build_end_txn_marker(77, 4, ControlRecordType::Abort, 0, 0);
+    let rs = records(&abort, MAX).unwrap();
+    assert_eq!(
+        parse_end_txn_marker(&rs[0]).unwrap().kind,
+        ControlRecordType::Abort
+    );
+
+    // kafka-protocol sees a control, transactional record.
+    let mut b = batch.clone();
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut b).unwrap();
+    assert!(set.records[0].control && set.records[0].transactional);
+}
+
+#[test]
+fn malformed_control_records_are_errors() {
+    let mut r = Record {
+        offset_delta: 0,
+        timestamp_delta: 0,
+        key: None,
+        value: None,
+        headers: vec![],
+    };
+    assert!(control_record_type(&r).is_err());
+    r.key = Some(Bytes::from_static(&[0, 0, 0]));
+    assert!(control_record_type(&r).is_err());
+    r.key = Some(Bytes::from_static(&[0, 0, 0, 2])); // LEADER_CHANGE
+    assert_eq!(
+        control_record_type(&r).unwrap(),
+        ControlRecordType::Other(2)
+    );
+    assert!(parse_end_txn_marker(&r).is_err());
+    r.key = Some(Bytes::from_static(&[0, 0, 0, 0]));
+    r.value = Some(Bytes::from_static(&[0, 0, 0, 0, 0]));
+    assert!(parse_end_txn_marker(&r).is_err());
+}
+
+/// Throughput of the produce-path checks, printed (run with `--release --ignored`).
+#[test]
+#[ignore]
+fn validate_throughput() {
+    for (records_count, value_len) in [(16usize, 1000usize), (1000, 100), (100, 10_000)] {
+        let mut b = BatchBuilder::new(Compression::None);
+        let value = vec![7u8; value_len];
+        for i in 0..records_count {
+            b.push(
+                Some(&i.to_be_bytes()),
+                Some(&value),
+                &[("h", Some(b"v"))],
+                i as i64,
+            );
+        }
+        let batch = b.build();
+        let rounds = (256 << 20) / batch.len();
+        let start = std::time::Instant::now();
+        for _ in 0..rounds {
+            validate_produced(std::hint::black_box(&batch), usize::MAX).unwrap();
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        println!(
+            "{records_count} records x {value_len} B ({} B): {:.0} MB/s, {:.0} ns/batch",
+            batch.len(),
+            (rounds * batch.len()) as f64 / elapsed / 1e6,
+            elapsed / rounds as f64 * 1e9
+        );
+    }
+}
+
+#[test]
+fn compacted_batch_with_gaps_is_stored_and_decoded() {
+    let mut data = Vec::new();
+    for delta in [0, 2, 5] {
+        record::encode_record(&mut data, delta, delta as i64, Some(b"k"), Some(b"v"), &[]);
+    }
+    let mut batch = batch_from_records(&data, 3, Compression::None).to_vec();
+    batch[LAST_OFFSET_DELTA_POS..LAST_OFFSET_DELTA_POS + 4].copy_from_slice(&5i32.to_be_bytes());
+    fix_crc(&mut batch);
+    let batch = Bytes::from(batch);
+    let h = validate_stored(&batch).unwrap();
+    assert_eq!((h.record_count, h.last_offset()), (3, 5));
+    assert!(validate_produced(&batch, MAX).is_err());
+    let deltas: Vec<i32> = records(&batch, MAX)
+        .unwrap()
+        .iter()
+        .map(|r| r.offset_delta)
+        .collect();
+    assert_eq!(deltas, vec![0, 2, 5]);
+}
+
+fn kafka_codec(codec: Compression) -> kafka_protocol::records::Compression {
+    use kafka_protocol::records::Compression as K;
+    match codec {
+        Compression::None => K::None,
+        Compression::Gzip => K::Gzip,
+        Compression::Snappy => K::Snappy,
+        Compression::Lz4 => K::Lz4,
+        Compression::Zstd => K::Zstd,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Random batches from kafka-protocol's encoder validate and decode to the same records;
+    /// random batches from our builder decode with kafka-protocol's decoder.
+    #[test]
+    fn kafka_protocol_round_trips(codec in codec_strategy(), specs in record_specs()) {
+        use kafka_protocol::indexmap::IndexMap;
+        use kafka_protocol::protocol::StrBytes;
+        use kafka_protocol::records::{
+            Record as KRecord, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+            TimestampType as KTimestampType,
+        };
+        // kafka-protocol keys headers by name: keep the first of each name.
+        let krecords: Vec<KRecord> = specs.iter().enumerate().map(|(i, (k, v, hs, ts))| {
+            let mut headers = IndexMap::new();
+            for (hk, hv) in hs {
+                headers.entry(StrBytes::from_string(hk.clone()))
+                    .or_insert_with(|| hv.clone().map(Bytes::from));
+            }
+            KRecord {
+                transactional: false, control: false, delete_horizon: false,
+                partition_leader_epoch: 0, producer_id: 3, producer_epoch: 0,
+                timestamp_type: KTimestampType::Creation, offset: i as i64, sequence: i as i32,
+                timestamp: *ts, key: k.clone().map(Bytes::from), value: v.clone().map(Bytes::from),
+                headers,
+            }
+        }).collect();
+        let mut buf = bytes::BytesMut::new();
+        let options = RecordEncodeOptions { version: 2, compression: kafka_codec(codec) };
+        RecordBatchEncoder::encode(&mut buf, &krecords, &options).unwrap();
+        let batch = buf.freeze();
+        let split = split_batches(&batch, 1).unwrap();
+        prop_assert_eq!(split.len(), 1);
+        let h = validate_produced(&batch, MAX).unwrap();
+        let rs = records(&batch, MAX).unwrap();
+        prop_assert_eq!(rs.len(), krecords.len());
+        for (r, k) in rs.iter().zip(&krecords) {
+            prop_assert_eq!(h.base_offset + r.offset_delta as i64, k.offset);
+            prop_assert_eq!(h.base_timestamp + r.timestamp_delta, k.timestamp);
+            prop_assert_eq!(&r.key, &k.key);
+            prop_assert_eq!(&r.value, &k.value);
+            let names: Vec<&str> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
+            let knames: Vec<&str> = k.headers.keys().map(|n| n.as_str()).collect();
+            prop_assert_eq!(names, knames);
+        }
+
+        let mut ours = build(codec, &specs);
+        let set = RecordBatchDecoder::decode(&mut ours).unwrap();
+        prop_assert_eq!(set.records.len(), specs.len());
+        for (r, (k, v, _, ts)) in set.records.iter().zip(&specs) {
+            prop_assert_eq!(r.key.as_deref(), k.as_deref());
+            prop_assert_eq!(r.value.as_deref(), v.as_deref());
+            prop_assert_eq!(r.timestamp, *ts);
+        }
     }
 }

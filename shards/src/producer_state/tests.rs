@@ -222,6 +222,10 @@ fn transactions_open_and_close_with_markers() {
     produce(&mut t, txn(hdr(1, 0, 0, 2)), &mut offset).unwrap();
     produce(&mut t, txn(hdr(1, 0, 2, 2)), &mut offset).unwrap();
     assert_eq!(t.first_unstable_offset(), Some(10));
+    assert!(matches!(
+        t.check(&hdr(1, 0, 4, 1)),
+        Err(Error::InvalidTxnState { producer_id: 1 })
+    ));
     assert!(matches!(t.check(&marker(1, 0)), Ok(SeqCheck::Append)));
     // A marker of a stale epoch is fenced.
     t.update(&hdr(2, 5, 0, 1), 50, 0, -1);
@@ -229,8 +233,18 @@ fn transactions_open_and_close_with_markers() {
         t.check(&marker(2, 4)),
         Err(Error::InvalidProducerEpoch { .. })
     ));
-    produce(&mut t, marker(1, 0), &mut offset).unwrap();
+    assert_eq!(
+        t.update(&marker(1, 0), offset, 0, -1),
+        Some(CompletedTxn {
+            producer_id: 1,
+            first_offset: 10,
+            last_offset: 14
+        })
+    );
+    offset += 1;
     assert_eq!(t.first_unstable_offset(), None);
+    // A second marker closes nothing.
+    assert_eq!(t.update(&marker(1, 0), offset, 0, -1), None);
     // The marker did not disturb the sequence.
     assert_eq!(t.check(&hdr(1, 0, 4, 1)).unwrap(), SeqCheck::Append);
     // A marker with a bumped epoch (fencing) restarts the sequence space.
