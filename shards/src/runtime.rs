@@ -24,6 +24,9 @@ use glommio::{Latency, LocalExecutorBuilder, Placement, Shares, TaskQueueHandle}
 use crate::error::{Error, Result};
 use crate::types::ShardId;
 
+/// The longest a lost cross-shard wake-up can delay work (see `shard_main`).
+const LOST_WAKEUP_BOUND: Duration = Duration::from_millis(2);
+
 /// Work sent to another shard: called there, producing a future run on its latency queue.
 pub type ShardJob = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
 
@@ -210,7 +213,7 @@ async fn shard_main<T: Send + 'static, M, Fut>(
 ) -> T
 where
     M: Fn(ShardId) -> Fut,
-    Fut: Future<Output = T>,
+    Fut: Future<Output = T> + 'static,
 {
     let (senders, receivers) = mesh.join().await.expect("mesh join");
     let id = ShardId(senders.peer_id() as u16);
@@ -232,10 +235,34 @@ where
     CONTEXT.with(|c| *c.borrow_mut() = Some(ctx.clone()));
     let receivers_task =
         glommio::spawn_local_into(serve_mesh(receivers), latency_queue).expect("queue");
-    let result = main(id).await;
+    // glommio 0.9 can lose the wake-up of a sleeping executor when another shard sends it
+    // a mesh message or wakes one of its tasks (its sleep/notify handshake uses relaxed
+    // atomics; shared channels never force the eventfd). A short periodic timer bounds
+    // how long such a lost wake-up can leave work waiting, at a cost of a few hundred
+    // idle wake-ups per second per shard (no busy polling).
+    let watchdog_task = glommio::spawn_local_into(
+        async {
+            loop {
+                glommio::timer::sleep(LOST_WAKEUP_BOUND).await;
+            }
+        },
+        latency_queue,
+    )
+    .expect("queue");
+    // The shard's main task — and so every task it spawns with `glommio::spawn_local`:
+    // connections, their writers — runs on the latency queue. That is not only a priority:
+    // glommio 0.9 forces the eventfd notification of a sleeping executor only for wakes of
+    // latency-sensitive tasks; for other tasks its sleep/notify handshake uses relaxed
+    // atomics and a wake from another shard (a reply over the mesh, a commit notification)
+    // can be lost, leaving the task asleep until some unrelated event. Seen as produce
+    // responses that never came under cross-shard load.
+    let result = glommio::spawn_local_into(main(id), latency_queue)
+        .expect("latency queue exists")
+        .await;
     // Stop accepting jobs; peers see a closed queue and get ShardUnavailable.
     ctx.senders.close();
     drop(receivers_task);
+    drop(watchdog_task);
     CONTEXT.with(|c| *c.borrow_mut() = None);
     result
 }
@@ -342,16 +369,25 @@ mod stress {
     /// between bursts: every reply must arrive (cross-thread wake-ups are not lost).
     #[test]
     fn cross_shard_floods_complete() {
-        let config = RuntimeConfig { shard_count: 2, pin: false, mesh_queue_depth: 64, ..RuntimeConfig::default() };
+        let config = RuntimeConfig {
+            shard_count: 2,
+            pin: false,
+            mesh_queue_depth: 64,
+            ..RuntimeConfig::default()
+        };
         let rt = Runtime::start(&config, |id| async move {
             let other = ShardId(1 - id.0);
             let mut done = 0u64;
             for round in 0..200u64 {
-                let calls: Vec<_> = (0..32u64).map(|i| invoke_on(other, move || async move { round * 32 + i })).collect();
+                let calls: Vec<_> = (0..32u64)
+                    .map(|i| invoke_on(other, move || async move { round * 32 + i }))
+                    .collect();
                 for (i, c) in calls.into_iter().enumerate() {
-                    let v = glommio::timer::timeout(Duration::from_secs(5), async { Ok(c.await.expect("peer alive")) })
-                        .await
-                        .expect("reply within 5 s");
+                    let v = glommio::timer::timeout(Duration::from_secs(5), async {
+                        Ok(c.await.expect("peer alive"))
+                    })
+                    .await
+                    .expect("reply within 5 s");
                     assert_eq!(v, round * 32 + i as u64);
                     done += 1;
                 }
