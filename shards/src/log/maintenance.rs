@@ -154,25 +154,11 @@ impl<S: Storage> Log<S> {
             .tail_cache_bytes
             .set(self.budgets.tail_cache_bytes.get() - dropped_cache);
         self.write_epoch_checkpoint().await?;
-        let (rp, log_start, synced) = {
+        let (rp, log_start) = {
             let inner = self.inner.borrow();
-            (inner.recovery_point, inner.log_start, inner.synced_offset)
+            (inner.recovery_point, inner.log_start)
         };
-        let _ = synced;
-        storage::write_file_atomic(
-            &self.storage,
-            &self.dir,
-            RECOVERY_POINT_CHECKPOINT,
-            &checkpoint::encode_offset(rp),
-        )
-        .await?;
-        storage::write_file_atomic(
-            &self.storage,
-            &self.dir,
-            LOG_START_CHECKPOINT,
-            &checkpoint::encode_offset(log_start),
-        )
-        .await?;
+        self.write_offset_checkpoints(rp, log_start).await?;
         // Everything kept was fdatasync'd above.
         let mut inner = self.inner.borrow_mut();
         inner.synced_offset = inner.next_offset;
@@ -317,21 +303,8 @@ impl<S: Storage> Log<S> {
             file.fdatasync().await?;
             write_index_files(&self.storage, &self.dir, base, &index).await?;
         }
-        let (leo, start) = (self.log_end_offset(), self.log_start_offset());
-        storage::write_file_atomic(
-            &self.storage,
-            &self.dir,
-            RECOVERY_POINT_CHECKPOINT,
-            &checkpoint::encode_offset(leo),
-        )
-        .await?;
-        storage::write_file_atomic(
-            &self.storage,
-            &self.dir,
-            LOG_START_CHECKPOINT,
-            &checkpoint::encode_offset(start),
-        )
-        .await?;
+        self.write_offset_checkpoints(self.log_end_offset(), self.log_start_offset())
+            .await?;
         self.write_epoch_checkpoint().await?;
         storage::write_file_atomic(&self.storage, &self.dir, CLEAN_SHUTDOWN_MARKER, b"").await?;
         {
@@ -397,4 +370,28 @@ pub async fn remove_deleted_dirs<S: Storage>(
         storage.sync_dir(data_dir).await?;
     }
     Ok(n)
+}
+
+impl<S: Storage> Log<S> {
+    /// The recovery-point and log-start checkpoints, each written atomically.
+    async fn write_offset_checkpoints(
+        &self,
+        recovery_point: Offset,
+        log_start: Offset,
+    ) -> Result<()> {
+        storage::write_file_atomic(
+            &self.storage,
+            &self.dir,
+            RECOVERY_POINT_CHECKPOINT,
+            &checkpoint::encode_offset(recovery_point),
+        )
+        .await?;
+        storage::write_file_atomic(
+            &self.storage,
+            &self.dir,
+            LOG_START_CHECKPOINT,
+            &checkpoint::encode_offset(log_start),
+        )
+        .await
+    }
 }
