@@ -94,7 +94,28 @@ class Broker:
             except OSError as e:
                 last_error = e
                 time.sleep(0.05)
-        raise TimeoutError(f"broker not ready after {timeout_s}s ({last_error}):\n{self.log_tail()}")
+        raise TimeoutError(
+            f"broker not ready after {timeout_s}s ({last_error}):\n{self.log_tail()}\n"
+            f"threads of pid {self.proc.pid}:\n{self.thread_states()}"
+        )
+
+    def thread_states(self) -> str:
+        """Name, state, kernel wait channel and current syscall of every thread: enough to
+        tell a hung start-up (both shards parked in io_uring_enter) from a busy one."""
+        lines = []
+        for task in sorted(Path(f"/proc/{self.proc.pid}/task").glob("*")):
+            def read(name):
+                try:
+                    return (task / name).read_text().strip()
+                except OSError as e:
+                    return f"?({e.strerror})"
+            stat = read("stat")
+            state = stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else "?"
+            lines.append(
+                f"  tid {task.name} {read('comm')!r} state={state} "
+                f"wchan={read('wchan')} syscall={read('syscall').split(' ')[0]}"
+            )
+        return "\n".join(lines) or "  (no threads readable)"
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -215,8 +215,6 @@ where
     M: Fn(ShardId) -> Fut,
     Fut: Future<Output = T> + 'static,
 {
-    let (senders, receivers) = mesh.join().await.expect("mesh join");
-    let id = ShardId(senders.peer_id() as u16);
     let ex = glommio::executor();
     let latency_queue = ex.create_task_queue(
         Shares::Static(1000),
@@ -225,6 +223,27 @@ where
     );
     let background_queue =
         ex.create_task_queue(Shares::Static(100), Latency::NotImportant, "background");
+    // glommio 0.9 can lose the wake-up of a sleeping executor when another shard sends it
+    // a mesh message or wakes one of its tasks (its sleep/notify handshake uses relaxed
+    // atomics; shared channels never force the eventfd). A short periodic timer bounds
+    // how long such a lost wake-up can leave work waiting, at a cost of a few hundred
+    // idle wake-ups per second per shard (no busy polling). It starts before the mesh
+    // join: joining is itself a cross-shard handshake over shared channels, and a lost
+    // wake-up there once left a broker hung at start-up with no log line.
+    let watchdog_task = glommio::spawn_local_into(
+        async {
+            loop {
+                glommio::timer::sleep(LOST_WAKEUP_BOUND).await;
+            }
+        },
+        latency_queue,
+    )
+    .expect("queue");
+    let (senders, receivers) = glommio::spawn_local_into(mesh.join(), latency_queue)
+        .expect("latency queue exists")
+        .await
+        .expect("mesh join");
+    let id = ShardId(senders.peer_id() as u16);
     let ctx = Rc::new(ShardContext {
         id,
         count,
@@ -235,20 +254,6 @@ where
     CONTEXT.with(|c| *c.borrow_mut() = Some(ctx.clone()));
     let receivers_task =
         glommio::spawn_local_into(serve_mesh(receivers), latency_queue).expect("queue");
-    // glommio 0.9 can lose the wake-up of a sleeping executor when another shard sends it
-    // a mesh message or wakes one of its tasks (its sleep/notify handshake uses relaxed
-    // atomics; shared channels never force the eventfd). A short periodic timer bounds
-    // how long such a lost wake-up can leave work waiting, at a cost of a few hundred
-    // idle wake-ups per second per shard (no busy polling).
-    let watchdog_task = glommio::spawn_local_into(
-        async {
-            loop {
-                glommio::timer::sleep(LOST_WAKEUP_BOUND).await;
-            }
-        },
-        latency_queue,
-    )
-    .expect("queue");
     // The shard's main task — and so every task it spawns with `glommio::spawn_local`:
     // connections, their writers — runs on the latency queue. That is not only a priority:
     // glommio 0.9 forces the eventfd notification of a sleeping executor only for wakes of
@@ -400,5 +405,40 @@ mod stress {
         })
         .unwrap();
         assert_eq!(rt.join().unwrap(), vec![6400, 6400]);
+    }
+
+    /// Start-up is a cross-shard handshake too (the mesh join): many runtimes started in
+    /// a row must every one come up and exchange a job. A lost wake-up during the join
+    /// once hung a broker at start-up; a hang here fails the test at its deadline.
+    #[test]
+    fn runtimes_start_repeatedly() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for _ in 0..200 {
+                let config = RuntimeConfig {
+                    shard_count: 2,
+                    pin: false,
+                    ..RuntimeConfig::default()
+                };
+                let both_replied = Rendezvous::new(2);
+                let rt = Runtime::start(&config, move |id| {
+                    let both_replied = both_replied.clone();
+                    async move {
+                        let other = ShardId(1 - id.0);
+                        let reply = invoke_on(other, move || async move { id.0 })
+                            .await
+                            .expect("peer alive");
+                        // Neither shard stops serving before both have their reply.
+                        both_replied.arrive_and_wait().await;
+                        reply
+                    }
+                })
+                .unwrap();
+                assert_eq!(rt.join().unwrap(), vec![0, 1]);
+            }
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(Duration::from_secs(120))
+            .expect("200 two-shard runtimes start and stop within 120 s");
     }
 }

@@ -184,6 +184,12 @@ async fn open_partition(
 /// Run the broker until SIGINT/SIGTERM. Blocks the calling thread.
 pub fn run(settings: BrokerSettings) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
+    info!(
+        node_id = settings.node_id.0,
+        shards = settings.shard_count,
+        data_dir = %settings.data_dir.display(),
+        "starting"
+    );
     std::fs::create_dir_all(&settings.data_dir)?;
     let runtime_config = shards::runtime::RuntimeConfig {
         shard_count: settings.shard_count,
@@ -263,6 +269,7 @@ async fn shard_main(
         install_lock: glommio::sync::Semaphore::new(1),
     });
     STATE.with(|s| *s.borrow_mut() = Some(st.clone()));
+    info!(shard = id.0, "shard up");
     // Every shard's state must exist before the controller installs the first view.
     started.arrive_and_wait().await;
     if id.0 == 0 {
