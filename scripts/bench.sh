@@ -9,7 +9,9 @@
 #                                        #   latency rows; RUNS=3 RUNS_E2E=1 roughly halves it)
 #        MODE=quick scripts/bench.sh     # seconds per run, for checking the pipeline
 # Knobs (environment):
-#   ROWS="1 0 2 3 4 5 f"  suite rows (0 = max-rate search, f = Riptide flamegraphs)         RUNS=5      runs per target (quick: 2)
+#   ROWS="1 0 2 3 4 5 f"  suite rows (0 = max-rate search, f = Riptide flamegraphs,
+#                       s = issue 3's speed rows only: 1c 1d 2a and the librdkafka e2e rows)
+#   RUNS=5              runs per target (quick: 2)
 #   PEER=tansu|none     the side-by-side peer      SKIP_RIPTIDE=1  peer only (no Riptide yet)
 #   RIPTIDE_CMD         how to start Riptide; $RIPTIDE_PORT, $DATA_DIR and $FLUSH_POLICY are
 #                       expanded when it runs (default below)
@@ -285,6 +287,20 @@ for row in $ROWS; do
                 run_row "3-$policy-$rate" "E2E latency at $rate msg/s, acks=all, linger 0, flush.policy=$policy (native)" \
                     e2e-5k native "$RUNS_E2E" --set producer_rate_msgs_per_s="$rate" "${E2E_SHORT[@]}"
             done
+            run_row "3-$policy-5000-rdkafka" "E2E latency at 5000 msg/s, acks=all, linger 0, flush.policy=$policy (librdkafka)" \
+                e2e-5k rdkafka "$RUNS_E2E" "${E2E_SHORT[@]}"
+        done
+        ;;
+    s)
+        # Issue 3's speed section alone (librdkafka rows: produce, consume, e2e at 5k msg/s),
+        # under the same row ids as the full suite so the report checks its targets.
+        fresh_brokers always
+        run_row 1c "Produce 1 KiB, 3 partitions, acks=1 (librdkafka)" produce-1k-3p rdkafka "$RUNS" --set acks=1 "${SHORT[@]}"
+        run_row 1d "Produce 1 KiB, 3 partitions, acks=all (librdkafka)" produce-1k-3p rdkafka "$RUNS" --set acks=all "${SHORT[@]}"
+        fresh_brokers always
+        run_row 2a "Consume from the beginning, tail cache (librdkafka)" consume-backlog-1k-3p rdkafka "$RUNS" "${BACKLOG[@]}"
+        for policy in always none; do
+            fresh_brokers "$policy"
             run_row "3-$policy-5000-rdkafka" "E2E latency at 5000 msg/s, acks=all, linger 0, flush.policy=$policy (librdkafka)" \
                 e2e-5k rdkafka "$RUNS_E2E" "${E2E_SHORT[@]}"
         done

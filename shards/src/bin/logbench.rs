@@ -34,6 +34,8 @@ struct Args {
     read_partitions: Vec<usize>,
     /// Unacknowledged bytes all producers together keep outstanding under `always`.
     always_window_total: usize,
+    /// fdatasyncs in flight at once over the shard's logs.
+    syncs: usize,
 }
 
 fn parse_args() -> Args {
@@ -47,12 +49,14 @@ fn parse_args() -> Args {
         policies: vec![FlushPolicy::None, FlushPolicy::Always],
         read_partitions: vec![1, 16],
         always_window_total: 4 << 20,
+        syncs: shards::log::SYNCS_IN_FLIGHT_MAX_DEFAULT,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         let v = it.next().unwrap_or_else(|| panic!("{k} needs a value"));
         match k.as_str() {
             "--dir" => a.dir = PathBuf::from(v),
+            "--syncs" => a.syncs = v.parse().expect("--syncs"),
             "--gib" => a.gib = v.parse().expect("--gib"),
             "--cases" => a.cases = v.split(',').map(String::from).collect(),
             "--idle" => a.idle = v.parse().expect("--idle"),
@@ -317,8 +321,9 @@ fn run_write(args: &Args, partitions: usize, policy: FlushPolicy, keep: bool) {
     let dev_before = device_bytes_written(&dir);
     let d = dir.clone();
     let window_total = args.always_window_total;
+    let syncs = args.syncs;
     let r = on_executor(args.cpu, move || async move {
-        let budgets = ShardBudgets::new(256 << 20, 64 << 20);
+        let budgets = ShardBudgets::with_syncs(256 << 20, 64 << 20, syncs);
         let logs = open_logs(&d, partitions, policy, &budgets).await;
         let log_max = logs[0].config().in_flight_bytes_max + logs[0].config().buffer_bytes_max;
         let always_window = (window_total / partitions).clamp(2 * template().len(), log_max);
@@ -362,8 +367,9 @@ fn run_write(args: &Args, partitions: usize, policy: FlushPolicy, keep: bool) {
 /// all partitions concurrently.
 fn run_read(args: &Args, partitions: usize) {
     let d = args.dir.clone();
+    let syncs = args.syncs;
     let (bytes, seconds) = on_executor(args.cpu, move || async move {
-        let budgets = ShardBudgets::new(256 << 20, 64 << 20);
+        let budgets = ShardBudgets::with_syncs(256 << 20, 64 << 20, syncs);
         let logs = open_logs(&d, partitions, FlushPolicy::None, &budgets).await;
         let started = Instant::now();
         let mut tasks = Vec::new();
@@ -407,9 +413,10 @@ fn run_idle(args: &Args) {
     std::fs::create_dir_all(&dir).unwrap();
     let n = args.idle;
     let d = dir.clone();
+    let syncs = args.syncs;
     let m = on_executor(args.cpu, move || async move {
         let tpl = template();
-        let budgets = ShardBudgets::new(256 << 20, 64 << 20);
+        let budgets = ShardBudgets::with_syncs(256 << 20, 64 << 20, syncs);
         let rss_before = rss_bytes();
         let t = Instant::now();
         let logs = open_logs(&d, n, FlushPolicy::Always, &budgets).await;

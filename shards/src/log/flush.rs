@@ -402,7 +402,10 @@ impl<S: Storage> Log<S> {
             (seg.file.clone().expect("file"), seg.size, seg.index.clone())
         };
         file.truncate(size).await?;
-        file.fdatasync().await?;
+        {
+            let _slot = self.budgets.sync_slot().await;
+            file.fdatasync().await?;
+        }
         self.stats.fdatasyncs.set(self.stats.fdatasyncs.get() + 1);
         write_index_files(&self.storage, &self.dir, base, &index).await?;
         let mut inner = self.inner.borrow_mut();
@@ -453,7 +456,11 @@ impl<S: Storage> Log<S> {
         }
         .map_or((None, None), |(t, f)| (Some(t), Some(f)));
         if let (Some(target), Some(file)) = (target, file) {
+            // Nothing is written to this log while it waits (the flusher is the only
+            // writer and it is here), so `target` is still everything written.
+            let slot = self.budgets.sync_slot().await;
             file.fdatasync().await?;
+            drop(slot);
             self.stats.fdatasyncs.set(self.stats.fdatasyncs.get() + 1);
             let mut inner = self.inner.borrow_mut();
             inner.synced_offset = inner.synced_offset.max(target);

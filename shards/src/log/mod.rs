@@ -146,11 +146,34 @@ pub struct ShardBudgets {
     /// Cached batches of all logs in insertion order: the eviction order.
     cache_fifo: RefCell<VecDeque<(Weak<dyn CacheOwner>, i64)>>,
     space: Notify,
+    /// fdatasyncs in flight at once over all logs of the shard. Each log already keeps at
+    /// most one; with many active logs, unbounded concurrent fdatasyncs each carry a little
+    /// data and each pay the device cache flush and the io-wq hand-off. Bounded, a log
+    /// waiting for a slot syncs more at once (group commit across the shard).
+    sync_slots: glommio::sync::Semaphore,
+    pub syncs_in_flight_max: usize,
 }
+
+/// Default bound of [`ShardBudgets::syncs_in_flight_max`].
+pub const SYNCS_IN_FLIGHT_MAX_DEFAULT: usize = 4;
 
 impl ShardBudgets {
     /// Defaults: 256 MiB of tail cache, 64 MiB in flight.
     pub fn new(tail_cache_bytes_max: usize, in_flight_bytes_max: usize) -> Rc<ShardBudgets> {
+        Self::with_syncs(
+            tail_cache_bytes_max,
+            in_flight_bytes_max,
+            SYNCS_IN_FLIGHT_MAX_DEFAULT,
+        )
+    }
+
+    /// As `new`, with at most `syncs_in_flight_max` fdatasyncs in flight on the shard.
+    pub fn with_syncs(
+        tail_cache_bytes_max: usize,
+        in_flight_bytes_max: usize,
+        syncs_in_flight_max: usize,
+    ) -> Rc<ShardBudgets> {
+        assert!(syncs_in_flight_max >= 1, "at least one fdatasync at a time");
         Rc::new(ShardBudgets {
             tail_cache_bytes_max,
             in_flight_bytes_max,
@@ -158,7 +181,18 @@ impl ShardBudgets {
             in_flight_bytes: Cell::new(0),
             cache_fifo: RefCell::new(VecDeque::new()),
             space: Notify::default(),
+            sync_slots: glommio::sync::Semaphore::new(syncs_in_flight_max as u64),
+            syncs_in_flight_max,
         })
+    }
+
+    /// Waits for one of the shard's fdatasync slots (FIFO); the slot is held while the
+    /// permit lives.
+    async fn sync_slot(&self) -> glommio::sync::Permit<'_> {
+        self.sync_slots
+            .acquire_permit(1)
+            .await
+            .expect("the shard's sync semaphore is never closed")
     }
 
     pub fn tail_cache_bytes(&self) -> usize {
@@ -195,14 +229,8 @@ impl ShardBudgets {
 
 impl Default for ShardBudgets {
     fn default() -> Self {
-        ShardBudgets {
-            tail_cache_bytes_max: 256 << 20,
-            in_flight_bytes_max: 64 << 20,
-            tail_cache_bytes: Cell::new(0),
-            in_flight_bytes: Cell::new(0),
-            cache_fifo: RefCell::new(VecDeque::new()),
-            space: Notify::default(),
-        }
+        Rc::try_unwrap(ShardBudgets::new(256 << 20, 64 << 20))
+            .unwrap_or_else(|_| unreachable!("a fresh Rc has one owner"))
     }
 }
 

@@ -32,7 +32,15 @@ impl DmaStorage {
         // Written with a buffered write first: the probe must find data on its first read.
         let probe_ok = std::fs::metadata(&path).map(|m| m.len() >= BLOCK_BYTES as u64);
         if !matches!(probe_ok, Ok(true)) {
-            std::fs::write(&path, [0x52u8; BLOCK_BYTES]).map_err(|e| Error::io(&path, e))?;
+            // Every shard runs this at once on a fresh directory: written under a name of
+            // its own and renamed into place, so no shard ever reads another's half-written
+            // (truncated) probe — that once failed a start-up with "read back short".
+            let tmp = data_dir.join(format!(
+                "{PROBE_FILE_NAME}.{}.tmp",
+                std::thread::current().name().unwrap_or("shard")
+            ));
+            std::fs::write(&tmp, [0x52u8; BLOCK_BYTES]).map_err(|e| Error::io(&tmp, e))?;
+            std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
         }
         let file = OpenOptions::new()
             .read(true)
