@@ -504,6 +504,7 @@ impl<S: Storage> Log<S> {
                 self.config.index_interval_bytes,
             );
             seg.first_append_ms.get_or_insert(now_ms);
+            seg.last_append_ms = Some(now_ms);
             seg.size += len as u64;
             let next = header.last_offset() + 1;
             seg.next_offset = next;

@@ -42,6 +42,9 @@ pub struct Segment<S: Storage> {
     pub preallocated: u64,
     pub index: SegmentIndex,
     pub first_append_ms: Option<i64>,
+    /// Broker time of the last append since open (retention of batches without
+    /// timestamps).
+    pub last_append_ms: Option<i64>,
     /// Rolled: no more appends; the flusher syncs it, trims it and writes its indexes.
     pub sealed: bool,
     /// Sealing finished (file closed, indexes on disk).
@@ -64,6 +67,7 @@ impl<S: Storage> Segment<S> {
             preallocated: 0,
             index: SegmentIndex::new(),
             first_append_ms: None,
+            last_append_ms: None,
             sealed: false,
             finalized: false,
         }

@@ -233,14 +233,21 @@ fn roll_retention_and_delete_records() {
             log.read(Offset(0), last, 100).await,
             Err(Error::OffsetOutOfRange { .. })
         ));
-        // Time retention: everything but the active segment ages out.
+        // Time retention: everything ages out, the active segment too (rolled first).
         clk.advance_ms(2 * 3_600_000);
         log.enforce_retention().await.unwrap();
         assert_eq!(log.segment_count(), 1);
-        let start2 = log.log_start_offset();
-        assert!(start2 > start);
-        // DeleteRecords inside the active segment.
-        let target = Offset(last.0 - 1);
+        assert_eq!(log.log_start_offset(), last.next());
+        // DeleteRecords inside the (new) active segment.
+        let mut last2 = last;
+        for i in 0..3 {
+            last2 = log
+                .append(make_batch(2, 400, clk.now_ms(), i), LeaderEpoch(1))
+                .unwrap()
+                .last_offset;
+        }
+        log.wait_durable(last2).await.unwrap();
+        let target = Offset(last2.0 - 1);
         assert_eq!(log.delete_records_before(target).await.unwrap(), target);
         let all = read_all(&*log).await;
         assert_eq!(all.len(), 1);
@@ -249,7 +256,130 @@ fn roll_retention_and_delete_records() {
         let s2 = s.cut_power(|_| 0);
         let log = open_sim(&s2, config, clk).await;
         assert_eq!(log.log_start_offset(), target);
+        assert_eq!(log.log_end_offset(), last2.next());
+    });
+}
+
+/// Kafka rolls an expired non-empty active segment so that retention can delete it: a
+/// partition whose only segment expired must not keep its data forever. The log start
+/// moves to the log end, a new empty segment starts there, the old files are gone, and
+/// all of it survives a power cut right after (checkpoint and directory fsyncs).
+#[test]
+fn retention_rolls_and_deletes_an_expired_active_segment() {
+    run(|| async {
+        let s = SimStorage::new();
+        let clk = clock();
+        let config = LogConfig {
+            retention_ms: 3_600_000,
+            ..LogConfig::default()
+        };
+        let dir = Path::new("/data/t-0");
+        let log = open_sim(&s, config.clone(), clk.clone()).await;
+        let mut last = Offset(0);
+        for i in 0..5 {
+            let info = log
+                .append(make_batch(3, 200, clk.now_ms(), i), LeaderEpoch(2))
+                .unwrap();
+            last = info.last_offset;
+        }
+        log.wait_durable(last).await.unwrap();
+        let end = log.log_end_offset();
+        assert_eq!(end, Offset(15));
+        assert_eq!(log.segment_count(), 1);
+        // Not expired yet: nothing moves.
+        clk.advance_ms(3_600_000);
+        log.enforce_retention().await.unwrap();
+        assert_eq!(log.log_start_offset(), Offset(0));
+        assert_eq!(read_all(&*log).await.len(), 5);
+        // Expired (the newest record is older than retention.ms): rolled and deleted.
+        clk.advance_ms(10);
+        log.enforce_retention().await.unwrap();
+        assert_eq!(log.log_start_offset(), end);
+        assert_eq!(log.log_end_offset(), end);
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!(log.size_bytes(), 0);
+        assert!(matches!(
+            log.read(Offset(0), end, 1000).await,
+            Err(Error::OffsetOutOfRange { .. })
+        ));
+        assert!(log.read(end, end, 1000).await.unwrap().chunks.is_empty());
+        let names = s.list_dir(dir).await.unwrap();
+        assert!(
+            !names.iter().any(|n| n.starts_with("00000000000000000000.")),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&segment_file_name(end.0, "log")),
+            "{names:?}"
+        );
+        // The epoch survives the move of the log start to the log end.
+        assert_eq!(log.epoch_entries(), vec![(LeaderEpoch(2), end)]);
+        // Nothing more to do for an empty active segment.
+        clk.advance_ms(10 * 3_600_000);
+        log.enforce_retention().await.unwrap();
+        assert_eq!(log.log_start_offset(), end);
+        assert_eq!(log.segment_count(), 1);
+        // Appends continue at the log end, in the new segment.
+        let info = log
+            .append(make_batch(2, 100, clk.now_ms(), 9), LeaderEpoch(2))
+            .unwrap();
+        assert_eq!(info.base_offset, end);
+        log.wait_durable(info.last_offset).await.unwrap();
+        let after = read_all(&*log).await;
+        assert_eq!(after.len(), 1);
+        drop(log);
+        // A power cut now keeps exactly that: the deletion, the log start and the batch.
+        let s2 = s.cut_power(|_| 0);
+        let names = s2.list_dir(dir).await.unwrap();
+        assert!(
+            !names.iter().any(|n| n.starts_with("00000000000000000000.")),
+            "{names:?}"
+        );
+        let log = open_sim(&s2, config, clk).await;
+        assert_eq!(log.log_start_offset(), end);
+        assert_eq!(log.log_end_offset(), Offset(17));
+        assert_eq!(read_all(&*log).await, after);
+    });
+}
+
+/// Kafka's size rule reaches the active segment too: with `retention.bytes` 0 nothing may
+/// stay, so the active segment is rolled and deleted (with earlier closed segments).
+#[test]
+fn retention_bytes_zero_empties_the_log_including_the_active_segment() {
+    run(|| async {
+        let s = SimStorage::new();
+        let clk = clock();
+        let config = LogConfig {
+            segment_bytes: 3000,
+            retention_ms: -1,
+            retention_bytes: 0,
+            ..LogConfig::default()
+        };
+        let log = open_sim(&s, config.clone(), clk.clone()).await;
+        let mut last = Offset(0);
+        // Batches of ~885 bytes, 3 to a 3000-byte segment: 4 segments. The closed ones are
+        // sealed on disk once the 11th batch is durable; the 12th is still in memory when
+        // retention runs, and is written by the roll before anything is deleted.
+        for i in 0..12 {
+            last = log
+                .append(make_batch(2, 400, clk.now_ms(), i), LeaderEpoch(0))
+                .unwrap()
+                .last_offset;
+            if i == 10 {
+                log.wait_durable(last).await.unwrap();
+            }
+        }
+        assert_eq!(log.segment_count(), 4);
+        log.enforce_retention().await.unwrap();
+        assert_eq!(log.log_start_offset(), last.next());
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!(log.size_bytes(), 0);
+        log.close().await.unwrap();
+        drop(log);
+        let log = open_sim(&s, config, clk).await;
+        assert_eq!(log.log_start_offset(), last.next());
         assert_eq!(log.log_end_offset(), last.next());
+        assert!(read_all(&*log).await.is_empty());
     });
 }
 
@@ -543,6 +673,13 @@ async fn model_case(seed: u64) {
         } else {
             FlushPolicy::None
         },
+        // Short enough in a third of the cases for retention to expire whole logs, the
+        // active segment included (the clock moves up to 1 s per retention step).
+        retention_ms: if rng.gen_bool(0.3) {
+            rng.gen_range(0..3000)
+        } else {
+            LogConfig::default().retention_ms
+        },
         ..LogConfig::default()
     };
     let mut log = open_sim(&s, config.clone(), clk.clone()).await;
@@ -613,7 +750,7 @@ async fn model_case(seed: u64) {
                 log.close().await.unwrap();
                 drop(log);
                 log = open_sim(&s, config.clone(), clk.clone()).await;
-                model_end = reopened_end(&model, log_start);
+                model_end = reopened_end(&model, log_start, model_end, log.log_end_offset());
             }
             85..=89 => {
                 // Power cut after everything was made durable: nothing may be lost. (Under
@@ -633,7 +770,7 @@ async fn model_case(seed: u64) {
                 });
                 drop(log);
                 log = open_sim(&s, config.clone(), clk.clone()).await;
-                model_end = reopened_end(&model, log_start);
+                model_end = reopened_end(&model, log_start, model_end, log.log_end_offset());
             }
             _ => {
                 let end = log.log_end_offset().0;
@@ -689,12 +826,19 @@ async fn model_case(seed: u64) {
 }
 
 /// After a reopen the log end is where the last batch ends (a truncation gap is not
-/// remembered), but never below the log start.
-fn reopened_end(model: &[Bytes], log_start: i64) -> i64 {
-    model
+/// remembered), but never below the log start, nor below the base of the last segment (an
+/// empty segment left by a truncation inside a gap): somewhere in `[last batch end or log
+/// start, end before the reopen]`. Returns the reopened end, checked.
+fn reopened_end(model: &[Bytes], log_start: i64, end_before: i64, reopened: Offset) -> i64 {
+    let low = model
         .last()
         .map_or(0, |b| BatchHeader::parse(b).unwrap().last_offset() + 1)
-        .max(log_start)
+        .max(log_start);
+    assert!(
+        low <= reopened.0 && reopened.0 <= end_before.max(low),
+        "reopened log end {reopened} outside [{low}, {end_before}]"
+    );
+    reopened.0
 }
 
 #[test]
