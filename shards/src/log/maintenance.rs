@@ -86,6 +86,9 @@ impl<S: Storage> Log<S> {
                 Some((base, file, r, tail))
             }
         };
+        for base in doomed.iter().chain(kept.iter().map(|(b, ..)| b)) {
+            self.forget_index(*base);
+        }
         for base in &doomed {
             for ext in ["log", "index", "timeindex"] {
                 let p = self.dir.join(segment_file_name(*base, ext));
@@ -232,6 +235,9 @@ impl<S: Storage> Log<S> {
             for b in bases {
                 inner.segments.remove(b);
             }
+        }
+        for b in bases {
+            self.forget_index(*b);
         }
         for base in bases {
             for ext in ["log", "index", "timeindex"] {

@@ -20,6 +20,7 @@ mod checkpoint;
 mod epoch;
 mod flush;
 mod index;
+mod index_cache;
 mod maintenance;
 mod notify;
 mod read;
@@ -32,6 +33,7 @@ mod tests;
 pub use checkpoint::{topic_id_from_str, topic_id_to_string};
 pub use epoch::EpochCache;
 pub use index::SegmentIndex;
+pub use index_cache::{INDEX_CACHE_BYTES_MAX, INDEX_CACHE_ENTRIES_MAX};
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
@@ -46,6 +48,7 @@ use crate::storage::Storage;
 use crate::types::{LeaderEpoch, Offset, TopicId};
 use crate::{Error, Result};
 
+use index_cache::IndexCache;
 use notify::{AsyncLock, Notify};
 use segment::{PendingBatch, Segment};
 
@@ -146,11 +149,31 @@ pub struct ShardBudgets {
     /// Cached batches of all logs in insertion order: the eviction order.
     cache_fifo: RefCell<VecDeque<(Weak<dyn CacheOwner>, i64)>>,
     space: Notify,
+    /// Closed segments' indexes read back from their files, bounded.
+    indexes: RefCell<IndexCache>,
+    /// Names the logs of the shard in `indexes`.
+    next_log_id: Cell<u64>,
 }
 
 impl ShardBudgets {
     /// Defaults: 256 MiB of tail cache, 64 MiB in flight.
     pub fn new(tail_cache_bytes_max: usize, in_flight_bytes_max: usize) -> Rc<ShardBudgets> {
+        Self::with_index_cache(
+            tail_cache_bytes_max,
+            in_flight_bytes_max,
+            INDEX_CACHE_ENTRIES_MAX,
+            INDEX_CACHE_BYTES_MAX,
+        )
+    }
+
+    /// As [`ShardBudgets::new`], with bounds on the closed segments' indexes kept in
+    /// memory: at most `index_entries_max` indexes and `index_bytes_max` bytes.
+    pub fn with_index_cache(
+        tail_cache_bytes_max: usize,
+        in_flight_bytes_max: usize,
+        index_entries_max: usize,
+        index_bytes_max: usize,
+    ) -> Rc<ShardBudgets> {
         Rc::new(ShardBudgets {
             tail_cache_bytes_max,
             in_flight_bytes_max,
@@ -158,7 +181,20 @@ impl ShardBudgets {
             in_flight_bytes: Cell::new(0),
             cache_fifo: RefCell::new(VecDeque::new()),
             space: Notify::default(),
+            indexes: RefCell::new(IndexCache::new(index_entries_max, index_bytes_max)),
+            next_log_id: Cell::new(0),
         })
+    }
+
+    /// Closed segments' indexes resident in memory now (count, bytes).
+    pub fn resident_indexes(&self) -> (usize, usize) {
+        let c = self.indexes.borrow();
+        (c.len(), c.bytes())
+    }
+
+    /// Closed segments' indexes read from their files so far.
+    pub fn index_loads(&self) -> u64 {
+        self.indexes.borrow().loads()
     }
 
     pub fn tail_cache_bytes(&self) -> usize {
@@ -202,6 +238,11 @@ impl Default for ShardBudgets {
             in_flight_bytes: Cell::new(0),
             cache_fifo: RefCell::new(VecDeque::new()),
             space: Notify::default(),
+            indexes: RefCell::new(IndexCache::new(
+                INDEX_CACHE_ENTRIES_MAX,
+                INDEX_CACHE_BYTES_MAX,
+            )),
+            next_log_id: Cell::new(0),
         }
     }
 }
@@ -294,6 +335,8 @@ pub struct Log<S: Storage> {
     config: LogConfig,
     clock: Rc<dyn Clock>,
     budgets: Rc<ShardBudgets>,
+    /// This log's name in the shard's index cache.
+    log_id: u64,
     inner: RefCell<Inner<S>>,
     shared: Rc<Shared>,
     /// Fires when log end, durable offset, log start or failure state move.
@@ -324,6 +367,8 @@ impl<S: Storage> Log<S> {
         config.validate()?;
         let recovered = recovery::open_dir(&storage, &dir, topic_id, &config).await?;
         let now_ms = clock.now_ms();
+        let log_id = budgets.next_log_id.get();
+        budgets.next_log_id.set(log_id + 1);
         let log = Rc::new_cyclic(|weak_self| Log {
             storage,
             dir,
@@ -331,6 +376,7 @@ impl<S: Storage> Log<S> {
             config,
             clock,
             budgets,
+            log_id,
             inner: RefCell::new(Inner {
                 segments: recovered.segments,
                 log_start: recovered.log_start,
@@ -779,6 +825,7 @@ impl<S: Storage> Drop for Log<S> {
             .in_flight_bytes
             .set(in_flight - inner.in_flight_bytes);
         self.budgets.space.notify_all();
+        self.budgets.indexes.borrow_mut().remove_log(self.log_id);
         self.shared.stop.set(true);
         self.shared.work.notify_all();
     }

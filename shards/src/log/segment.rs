@@ -40,6 +40,9 @@ pub struct Segment<S: Storage> {
     pub tail_block: Vec<u8>,
     /// Bytes the file is preallocated to.
     pub preallocated: u64,
+    /// All entries while the segment is active or being sealed; once `finalized`, only
+    /// the summary ([`SegmentIndex::summary`]): the entries are in its index files and
+    /// read back through the shard's bounded index cache.
     pub index: SegmentIndex,
     pub first_append_ms: Option<i64>,
     /// Broker time of the last append since open (retention of batches without
