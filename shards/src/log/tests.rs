@@ -52,13 +52,22 @@ async fn open_sim(
     config: LogConfig,
     clock: Rc<ManualClock>,
 ) -> Rc<Log<SimStorage>> {
+    open_with(s, config, clock, Rc::new(ShardBudgets::default())).await
+}
+
+async fn open_with(
+    s: &SimStorage,
+    config: LogConfig,
+    clock: Rc<ManualClock>,
+    budgets: Rc<ShardBudgets>,
+) -> Rc<Log<SimStorage>> {
     Log::open(
         s.clone(),
         PathBuf::from("/data/t-0"),
         topic(),
         config,
         clock,
-        Rc::new(ShardBudgets::default()),
+        budgets,
     )
     .await
     .expect("open")
@@ -383,6 +392,110 @@ fn retention_bytes_zero_empties_the_log_including_the_active_segment() {
     });
 }
 
+/// Sealed segments keep no index entries in memory (an idle partition's memory must not
+/// grow with its segments): lookups read them back from the `.index` / `.timeindex` files
+/// into the shard's cache, which never holds more than its bound, and reads and time
+/// lookups still find the right batches, also after a reopen.
+#[test]
+fn sealed_segment_indexes_are_loaded_lazily_within_a_bound() {
+    run(|| async {
+        const RESIDENT_MAX: usize = 3;
+        let s = SimStorage::new();
+        let clk = clock();
+        let config = LogConfig {
+            segment_bytes: 4000,
+            index_interval_bytes: 100,
+            ..LogConfig::default()
+        };
+        // No tail cache: every read goes to the files (and their indexes).
+        let budgets = ShardBudgets::with_index_cache(0, 64 << 20, RESIDENT_MAX, 1 << 20);
+        let dir = PathBuf::from("/data/t-0");
+        let open = || {
+            Log::open(
+                s.clone(),
+                dir.clone(),
+                topic(),
+                config.clone(),
+                clk.clone(),
+                budgets.clone(),
+            )
+        };
+        let log = open().await.unwrap();
+        let ts0 = clk.now_ms();
+        let mut batches = Vec::new(); // (base offset, timestamp, stored bytes)
+        for i in 0..60 {
+            let ts = ts0 + i * 1000;
+            let info = log
+                .append(make_batch(2, 300, ts, i as u8), LeaderEpoch(0))
+                .unwrap();
+            batches.push((info.base_offset, ts));
+        }
+        let end = log.log_end_offset();
+        log.wait_durable(Offset(end.0 - 1)).await.unwrap();
+        let stored = read_all(&*log).await;
+        assert_eq!(stored.len(), batches.len());
+        let sealed_entries = |log: &Log<SimStorage>| {
+            let inner = log.inner.borrow();
+            let sealed: Vec<_> = inner.segments.values().filter(|s| s.finalized).collect();
+            let holding = sealed.iter().filter(|s| s.index.has_entries()).count();
+            (sealed.len(), holding)
+        };
+        let (sealed, holding) = sealed_entries(&log);
+        assert!(sealed >= 9, "only {sealed} sealed segments");
+        assert_eq!(
+            holding, 0,
+            "sealed segments keep their index entries in memory"
+        );
+        // Point reads at every batch, newest first: each sealed segment's index is loaded,
+        // at most RESIDENT_MAX stay.
+        for ((base, _), want) in batches.iter().zip(&stored).rev() {
+            let r = log.read(*base, end, 1).await.unwrap();
+            assert_eq!(&r.chunks[0][..], &want[..], "batch at {base}");
+            assert!(budgets.resident_indexes().0 <= RESIDENT_MAX);
+        }
+        let loads = budgets.index_loads();
+        assert!(
+            loads >= sealed as u64,
+            "{loads} index loads for {sealed} sealed segments"
+        );
+        assert_eq!(budgets.resident_indexes().0, RESIDENT_MAX);
+        assert!(budgets.resident_indexes().1 > 0);
+        // A resident index is used again without reading its files.
+        let (first_base, _) = batches[0];
+        log.read(first_base, end, 1).await.unwrap();
+        assert_eq!(budgets.index_loads(), loads);
+        // Time lookups go through the time index files the same way.
+        for (base, ts) in &batches {
+            let found = log.offset_for_timestamp(*ts).await.unwrap();
+            assert_eq!(found, Some((*base, *ts)));
+            assert!(budgets.resident_indexes().0 <= RESIDENT_MAX);
+        }
+        assert_eq!(
+            sealed_entries(&log).1,
+            0,
+            "lookups kept entries in the segments"
+        );
+        // Closing and dropping the log drops its cached indexes; a reopened log (recovery
+        // checks the index files) keeps only summaries too.
+        log.close().await.unwrap();
+        drop(log);
+        assert_eq!(budgets.resident_indexes(), (0, 0));
+        let log = open().await.unwrap();
+        assert_eq!(sealed_entries(&log), (sealed, 0));
+        assert_eq!(read_all(&*log).await, stored);
+        assert_eq!(
+            log.max_timestamp(),
+            Some((Offset(end.0 - 1), ts0 + 59_000 + 1))
+        );
+        let (base, ts) = batches[17];
+        assert_eq!(
+            log.offset_for_timestamp(ts).await.unwrap(),
+            Some((base, ts))
+        );
+        assert!(budgets.resident_indexes().0 <= RESIDENT_MAX);
+    });
+}
+
 #[test]
 fn truncate_then_append_and_epochs() {
     run(|| async {
@@ -682,7 +795,19 @@ async fn model_case(seed: u64) {
         },
         ..LogConfig::default()
     };
-    let mut log = open_sim(&s, config.clone(), clk.clone()).await;
+    // Small caches in half the cases: reads go to the files, and sealed segments' indexes
+    // are evicted and read back all the time.
+    let budgets = if rng.gen_bool(0.5) {
+        ShardBudgets::with_index_cache(
+            rng.gen_range(0..20_000),
+            64 << 20,
+            rng.gen_range(1..3),
+            1 << 20,
+        )
+    } else {
+        Rc::new(ShardBudgets::default())
+    };
+    let mut log = open_with(&s, config.clone(), clk.clone(), budgets.clone()).await;
     // Expected batches (as stored) and the log start.
     let mut model: Vec<Bytes> = Vec::new();
     let mut log_start = 0i64;
@@ -749,7 +874,7 @@ async fn model_case(seed: u64) {
             79..=84 => {
                 log.close().await.unwrap();
                 drop(log);
-                log = open_sim(&s, config.clone(), clk.clone()).await;
+                log = open_with(&s, config.clone(), clk.clone(), budgets.clone()).await;
                 model_end = reopened_end(&model, log_start, model_end, log.log_end_offset());
             }
             85..=89 => {
@@ -769,7 +894,7 @@ async fn model_case(seed: u64) {
                     _ => n / 2,
                 });
                 drop(log);
-                log = open_sim(&s, config.clone(), clk.clone()).await;
+                log = open_with(&s, config.clone(), clk.clone(), budgets.clone()).await;
                 model_end = reopened_end(&model, log_start, model_end, log.log_end_offset());
             }
             _ => {
