@@ -293,3 +293,37 @@ def test_restart_with_other_shard_count_keeps_placement_and_data(broker_factory,
         assert [m.key() for m in got[q][:per_partition]] == [b"k-%d-%d" % (q, i) for i in range(per_partition)]
         assert got[q][per_partition].value() == b"one-shard-%d" % q
         assert got[q][per_partition + 1].value() == b"two-shards-%d" % q
+
+
+def watermarks(bootstrap, topic, partition):
+    c = consumer(bootstrap)
+    try:
+        return c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+    finally:
+        c.close()
+
+
+def test_retention_deletes_an_idle_partitions_only_segment(broker_factory, topic_name):
+    """A partition whose only (active) segment expired does not keep its data forever:
+    retention rolls it (as Kafka does) and deletes it; the log start moves to the log end,
+    new records continue the offsets, and the log start survives a restart."""
+    broker = broker_factory(extra_args=["--set", "log.retention.check.interval.ms=200"])
+    create_topic(broker.bootstrap, topic_name, 1, config={"retention.ms": "3000"})
+    msgs = [{"partition": 0, "value": b"old-%d" % i} for i in range(20)]
+    assert_delivered(produce_all(broker.bootstrap, topic_name, msgs, conf={"acks": "all"}), 20)
+    assert watermarks(broker.bootstrap, topic_name, 0) == (0, 20)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and watermarks(broker.bootstrap, topic_name, 0)[0] == 0:
+        time.sleep(0.2)
+    assert watermarks(broker.bootstrap, topic_name, 0) == (20, 20), "the expired active segment was kept"
+    data = broker.data_dir / f"{topic_name}-0"
+    assert sorted(f.name for f in data.iterdir() if f.suffix == ".log") == ["%020d.log" % 20]
+    reports = produce_all(broker.bootstrap, topic_name, [{"partition": 0, "value": b"new"}], conf={"acks": "all"})
+    assert_delivered(reports, 1)
+    assert reports[0].offset == 20
+    [m] = consume(broker.bootstrap, topic_name, [0], 1)
+    assert (m.offset(), m.value()) == (20, b"new")
+    assert broker.stop() == 0
+    broker.start()
+    low, high = watermarks(broker.bootstrap, topic_name, 0)
+    assert low >= 20 and high == 21, (low, high)
