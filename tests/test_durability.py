@@ -215,3 +215,115 @@ def test_kill9_during_acks_all_produce_keeps_acknowledged(broker, topic_name):
     }
     missing = [(q, o, v) for q, o, v in acked_now if stored.get((q, o)) != v]
     assert not missing, f"{len(missing)} of {len(acked_now)} acknowledged records lost or changed, first: {missing[:3]}"
+
+
+def partition_dirs(data_dir, topic):
+    """The partition directories of `topic` in a data directory, with their segment files."""
+    return {
+        d.name: sorted(f.name for f in d.iterdir() if f.suffix == ".log")
+        for d in data_dir.iterdir()
+        if d.is_dir() and d.name.startswith(topic + "-") and d.name[len(topic) + 1 :].isdigit()
+    }
+
+
+def test_restart_with_other_shard_count_keeps_placement_and_data(broker_factory, topic_name):
+    """Placement survives a change of the shard count: a partition's data is where it
+    was; ownership moves, not files. Written with 2 shards, read back with 1 (the
+    partitions of shard 1 now owned by shard 0), then written and read with 2 again."""
+    partitions = 6
+    per_partition = 1200
+    broker = broker_factory(cores=2)
+    create_topic(broker.bootstrap, topic_name, partitions, config={"segment.bytes": "1048576"})
+    msgs = [
+        {
+            "partition": q,
+            "key": b"k-%d-%d" % (q, i),
+            "value": b"v-%d-%d-" % (q, i) + b"x" * 1000,
+            "timestamp": 1_700_000_000_000 + i,
+        }
+        for i in range(per_partition)
+        for q in range(partitions)
+    ]
+    reports = produce_all(broker.bootstrap, topic_name, msgs, conf={"acks": "all"})
+    assert_delivered(reports, len(msgs))
+    # Every partition got its records at offsets 0..per_partition.
+    landed = sorted((r.partition, r.offset, r.key) for r in reports)
+    assert landed == sorted(
+        (q, i, b"k-%d-%d" % (q, i)) for q in range(partitions) for i in range(per_partition)
+    ), "records landed out of order or on the wrong partition"
+    dirs_before = partition_dirs(broker.data_dir, topic_name)
+    assert sorted(dirs_before) == sorted(f"{topic_name}-{q}" for q in range(partitions))
+    # 1200 records of ~1 KiB on 1 MiB segments: several segments per partition.
+    assert all(len(logs) >= 2 for logs in dirs_before.values()), dirs_before
+    before = snapshot(broker.bootstrap, topic_name, partitions)
+    assert before["watermarks"] == {q: (0, per_partition) for q in range(partitions)}
+    stored = as_tuples(consume(broker.bootstrap, topic_name, range(partitions), len(msgs)))
+
+    # One shard: it owns every partition, including those shard 1 wrote.
+    assert broker.stop() == 0, "SIGTERM did not shut the broker down cleanly (exit code)"
+    broker.cores = 1
+    broker.start()
+    assert partition_dirs(broker.data_dir, topic_name) == dirs_before, "files moved"
+    assert snapshot(broker.bootstrap, topic_name, partitions) == before
+    assert as_tuples(consume(broker.bootstrap, topic_name, range(partitions), len(msgs))) == stored
+    for m in consume(broker.bootstrap, topic_name, range(partitions), len(msgs)):
+        q, i = m.partition(), m.offset()
+        assert m.key() == b"k-%d-%d" % (q, i)
+        assert m.value() == b"v-%d-%d-" % (q, i) + b"x" * 1000
+    # Writes continue the offsets of every partition on the single shard.
+    more = [{"partition": q, "key": b"one-%d" % q, "value": b"one-shard-%d" % q} for q in range(partitions)]
+    reports = produce_all(broker.bootstrap, topic_name, more, conf={"acks": "all"})
+    assert_delivered(reports, partitions)
+    assert sorted((r.partition, r.offset) for r in reports) == [(q, per_partition) for q in range(partitions)]
+
+    # Back to two shards: ownership moves back; the data written by one shard stays.
+    assert broker.stop() == 0
+    broker.cores = 2
+    broker.start()
+    dirs_now = partition_dirs(broker.data_dir, topic_name)
+    assert sorted(dirs_now) == sorted(dirs_before), "partition directories changed"
+    more2 = [{"partition": q, "key": b"two-%d" % q, "value": b"two-shards-%d" % q} for q in range(partitions)]
+    reports = produce_all(broker.bootstrap, topic_name, more2, conf={"acks": "all"})
+    assert_delivered(reports, partitions)
+    assert sorted((r.partition, r.offset) for r in reports) == [(q, per_partition + 1) for q in range(partitions)]
+    total = len(msgs) + 2 * partitions
+    got = by_partition(consume(broker.bootstrap, topic_name, range(partitions), total))
+    for q in range(partitions):
+        assert [m.offset() for m in got[q]] == list(range(per_partition + 2))
+        assert [m.key() for m in got[q][:per_partition]] == [b"k-%d-%d" % (q, i) for i in range(per_partition)]
+        assert got[q][per_partition].value() == b"one-shard-%d" % q
+        assert got[q][per_partition + 1].value() == b"two-shards-%d" % q
+
+
+def watermarks(bootstrap, topic, partition):
+    c = consumer(bootstrap)
+    try:
+        return c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+    finally:
+        c.close()
+
+
+def test_retention_deletes_an_idle_partitions_only_segment(broker_factory, topic_name):
+    """A partition whose only (active) segment expired does not keep its data forever:
+    retention rolls it (as Kafka does) and deletes it; the log start moves to the log end,
+    new records continue the offsets, and the log start survives a restart."""
+    broker = broker_factory(extra_args=["--set", "log.retention.check.interval.ms=200"])
+    create_topic(broker.bootstrap, topic_name, 1, config={"retention.ms": "3000"})
+    msgs = [{"partition": 0, "value": b"old-%d" % i} for i in range(20)]
+    assert_delivered(produce_all(broker.bootstrap, topic_name, msgs, conf={"acks": "all"}), 20)
+    assert watermarks(broker.bootstrap, topic_name, 0) == (0, 20)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and watermarks(broker.bootstrap, topic_name, 0)[0] == 0:
+        time.sleep(0.2)
+    assert watermarks(broker.bootstrap, topic_name, 0) == (20, 20), "the expired active segment was kept"
+    data = broker.data_dir / f"{topic_name}-0"
+    assert sorted(f.name for f in data.iterdir() if f.suffix == ".log") == ["%020d.log" % 20]
+    reports = produce_all(broker.bootstrap, topic_name, [{"partition": 0, "value": b"new"}], conf={"acks": "all"})
+    assert_delivered(reports, 1)
+    assert reports[0].offset == 20
+    [m] = consume(broker.bootstrap, topic_name, [0], 1)
+    assert (m.offset(), m.value()) == (20, b"new")
+    assert broker.stop() == 0
+    broker.start()
+    low, high = watermarks(broker.bootstrap, topic_name, 0)
+    assert low >= 20 and high == 21, (low, high)

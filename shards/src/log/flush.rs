@@ -408,11 +408,15 @@ impl<S: Storage> Log<S> {
         }
         self.stats.fdatasyncs.set(self.stats.fdatasyncs.get() + 1);
         write_index_files(&self.storage, &self.dir, base, &index).await?;
+        // The entries are on disk now: memory keeps only the summary (read back on demand
+        // through the shard's bounded index cache).
+        self.forget_index(base);
         let mut inner = self.inner.borrow_mut();
         let seg = inner.segments.get_mut(&base).expect("segment");
         seg.file = None;
         seg.finalized = true;
         seg.tail_block = Vec::new();
+        seg.index = seg.index.summary();
         let next = seg.next_offset;
         // Everything up to the end of this segment is durable; nothing before it is pending
         // since segments are flushed in order.

@@ -31,6 +31,28 @@ impl SegmentIndex {
         }
     }
 
+    /// What a sealed segment keeps in memory once its entries are on disk: the largest
+    /// timestamp and its offset (retention, ListOffsets MAX_TIMESTAMP, choosing the segment
+    /// of a time lookup). The entries are read back by [`super::index_cache`] on demand.
+    pub fn summary(&self) -> SegmentIndex {
+        SegmentIndex {
+            max_timestamp: self.max_timestamp,
+            max_timestamp_offset: self.max_timestamp_offset,
+            ..SegmentIndex::new()
+        }
+    }
+
+    /// Whether the entries are held (false for a summary of a non-empty index).
+    pub fn has_entries(&self) -> bool {
+        !self.offsets.is_empty() || !self.times.is_empty()
+    }
+
+    /// Heap bytes held by the entries.
+    pub fn resident_bytes(&self) -> usize {
+        self.offsets.capacity() * std::mem::size_of::<(u32, u32)>()
+            + self.times.capacity() * std::mem::size_of::<(i64, u32)>()
+    }
+
     /// Records one batch appended at `position`, exactly as Kafka's `LogSegment.append`:
     /// an index entry when more than `interval_bytes` were appended since the last one.
     pub fn on_batch(
@@ -121,6 +143,10 @@ impl SegmentIndex {
             return None;
         }
         let mut index = SegmentIndex::new();
+        index
+            .offsets
+            .reserve_exact(offsets.len() / OFFSET_ENTRY_BYTES);
+        index.times.reserve_exact(times.len() / TIME_ENTRY_BYTES);
         for e in offsets.chunks_exact(OFFSET_ENTRY_BYTES) {
             let rel = u32::from_be_bytes(e[0..4].try_into().ok()?);
             let pos = u32::from_be_bytes(e[4..8].try_into().ok()?);

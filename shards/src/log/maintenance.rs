@@ -86,6 +86,9 @@ impl<S: Storage> Log<S> {
                 Some((base, file, r, tail))
             }
         };
+        for base in doomed.iter().chain(kept.iter().map(|(b, ..)| b)) {
+            self.forget_index(*base);
+        }
         for base in &doomed {
             for ext in ["log", "index", "timeindex"] {
                 let p = self.dir.join(segment_file_name(*base, ext));
@@ -187,25 +190,30 @@ impl<S: Storage> Log<S> {
         Ok(self.log_start_offset())
     }
 
-    /// Moves the log start, checkpoints it (and the epoch cache), then deletes the sealed
-    /// segments that lie entirely below it.
+    /// Moves the log start (if `offset` is past it), checkpoints it (and the epoch cache),
+    /// then deletes the sealed segments that lie entirely below it.
     async fn advance_log_start_locked(&self, offset: Offset) -> Result<()> {
-        {
+        let moved = {
             let mut inner = self.inner.borrow_mut();
-            let start = inner.log_start.max(offset);
-            inner.log_start = start;
-            inner.epochs.truncate_from_start(start);
-        }
+            let moved = offset > inner.log_start;
+            if moved {
+                inner.log_start = offset;
+                inner.epochs.truncate_from_start(offset);
+            }
+            moved
+        };
         let start = self.log_start_offset();
-        storage::write_file_atomic(
-            &self.storage,
-            &self.dir,
-            LOG_START_CHECKPOINT,
-            &checkpoint::encode_offset(start),
-        )
-        .await?;
-        self.write_epoch_checkpoint().await?;
-        self.changed.notify_all();
+        if moved {
+            storage::write_file_atomic(
+                &self.storage,
+                &self.dir,
+                LOG_START_CHECKPOINT,
+                &checkpoint::encode_offset(start),
+            )
+            .await?;
+            self.write_epoch_checkpoint().await?;
+            self.changed.notify_all();
+        }
         let doomed: Vec<i64> = {
             let inner = self.inner.borrow();
             let bases: Vec<i64> = inner.segments.keys().copied().collect();
@@ -228,6 +236,9 @@ impl<S: Storage> Log<S> {
                 inner.segments.remove(b);
             }
         }
+        for b in bases {
+            self.forget_index(*b);
+        }
         for base in bases {
             for ext in ["log", "index", "timeindex"] {
                 let p = self.dir.join(segment_file_name(*base, ext));
@@ -239,44 +250,97 @@ impl<S: Storage> Log<S> {
         self.storage.sync_dir(&self.dir).await
     }
 
-    /// Deletes whole sealed segments beyond `retention.ms` (by their largest timestamp) or
-    /// `retention.bytes` (oldest first) and advances the log start past them.
+    /// Kafka's retention: deletes whole segments, oldest first, beyond `retention.ms` (by
+    /// their largest timestamp) or `retention.bytes` (while what remains still holds that
+    /// many bytes), and advances the log start past them. The active segment qualifies as
+    /// well when it is not empty (Kafka's `deletableSegments`): since a log always keeps a
+    /// segment, it is first rolled — a new empty active segment at the log end — and the
+    /// log start then moves to the log end. Without that an idle partition whose only
+    /// segment expired would keep its data forever.
     pub async fn enforce_retention(&self) -> Result<()> {
         let _guard = self.io_lock.lock().await;
         self.check_writable()?;
-        let now_ms = self.clock.now_ms();
-        let new_start = {
-            let inner = self.inner.borrow();
-            let total: u64 = inner.segments.values().map(|s| s.size).sum();
-            let mut remaining = total as i64;
-            let mut new_start = None;
-            let bases: Vec<i64> = inner.segments.keys().copied().collect();
-            for w in bases.windows(2) {
-                let seg = &inner.segments[&w[0]];
-                if !seg.finalized {
-                    break;
-                }
-                let newest_ms = if seg.index.max_timestamp >= 0 {
-                    seg.index.max_timestamp
-                } else {
-                    seg.first_append_ms.unwrap_or(now_ms)
-                };
-                let by_time =
-                    self.config.retention_ms >= 0 && now_ms - newest_ms > self.config.retention_ms;
-                let by_size = self.config.retention_bytes >= 0
-                    && remaining - seg.size as i64 >= self.config.retention_bytes;
-                if !(by_time || by_size) {
-                    break;
-                }
-                remaining -= seg.size as i64;
-                new_start = Some(Offset(w[1]));
+        let plan = self.retention_plan(self.clock.now_ms());
+        let new_start = match plan {
+            RetentionPlan::Keep => return Ok(()),
+            RetentionPlan::DeleteBelow(start) => start,
+            RetentionPlan::RollAndDeleteAll => {
+                let start = self.roll_for_retention();
+                // Writes, seals (indexes, close) the rolled segment and creates the new one,
+                // with their directory fsyncs, before anything is deleted.
+                self.flush_all_locked().await?;
+                start
             }
-            new_start.filter(|s| *s > inner.log_start)
         };
-        match new_start {
-            Some(start) => self.advance_log_start_locked(start).await,
-            None => Ok(()),
+        self.advance_log_start_locked(new_start).await?;
+        debug_assert!(self
+            .inner
+            .borrow()
+            .segments
+            .keys()
+            .next()
+            .is_some_and(|b| *b <= new_start.0));
+        Ok(())
+    }
+
+    /// Which segments retention removes now (no I/O).
+    fn retention_plan(&self, now_ms: i64) -> RetentionPlan {
+        let inner = self.inner.borrow();
+        let total: u64 = inner.segments.values().map(|s| s.size).sum();
+        let mut remaining = total as i64;
+        let mut plan = RetentionPlan::Keep;
+        let mut iter = inner.segments.values().peekable();
+        while let Some(seg) = iter.next() {
+            let next_base = iter.peek().map(|s| s.base);
+            let active = next_base.is_none();
+            // Closed segments go only once sealed on disk; the active one only when it
+            // holds data (an empty active segment is the log's floor).
+            let eligible = if active { seg.size > 0 } else { seg.finalized };
+            if !eligible || !self.segment_expired(seg, remaining, now_ms) {
+                break;
+            }
+            remaining -= seg.size as i64;
+            plan = match next_base {
+                Some(b) => RetentionPlan::DeleteBelow(Offset(b)),
+                None => RetentionPlan::RollAndDeleteAll,
+            };
         }
+        plan
+    }
+
+    /// Kafka's predicates: the segment's newest record is older than `retention.ms`, or
+    /// the log without it (`remaining` bytes with it) still holds `retention.bytes`.
+    fn segment_expired(&self, seg: &Segment<S>, remaining: i64, now_ms: i64) -> bool {
+        let newest_ms = if seg.index.max_timestamp >= 0 {
+            seg.index.max_timestamp
+        } else {
+            // No record timestamps: the time of the last append stands in (Kafka uses
+            // the file's modification time); unknown after a restart means not expired.
+            seg.last_append_ms.unwrap_or(now_ms)
+        };
+        let by_time =
+            self.config.retention_ms >= 0 && now_ms - newest_ms > self.config.retention_ms;
+        let by_size = self.config.retention_bytes >= 0
+            && remaining - seg.size as i64 >= self.config.retention_bytes;
+        by_time || by_size
+    }
+
+    /// Seals the (non-empty) active segment and starts an empty one at the log end, in
+    /// memory; the flusher's work creates its file. Returns the new segment's base.
+    fn roll_for_retention(&self) -> Offset {
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        let base = inner.next_offset.0;
+        let (_, seg) = inner
+            .segments
+            .iter_mut()
+            .next_back()
+            .expect("a log always has an active segment");
+        assert!(seg.size > 0 && !seg.sealed && seg.base < base);
+        debug_assert!(seg.next_offset <= base);
+        seg.sealed = true;
+        inner.segments.insert(base, Segment::new_active(base));
+        Offset(base)
     }
 
     /// Clean shutdown: writes and syncs everything, writes the active segment's indexes,
@@ -351,6 +415,16 @@ impl<S: Storage> Log<S> {
         self.storage.sync_dir(&parent).await?;
         Ok(target)
     }
+}
+
+/// What [`Log::enforce_retention`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RetentionPlan {
+    Keep,
+    /// Delete the closed segments below this offset (a segment base).
+    DeleteBelow(Offset),
+    /// Every segment expired, the active one included: roll, then delete all but the new.
+    RollAndDeleteAll,
 }
 
 /// Removes leftover `*-delete` directories of a data directory (after a crash during topic

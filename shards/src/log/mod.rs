@@ -20,6 +20,7 @@ mod checkpoint;
 mod epoch;
 mod flush;
 mod index;
+mod index_cache;
 mod maintenance;
 mod notify;
 mod read;
@@ -32,6 +33,7 @@ mod tests;
 pub use checkpoint::{topic_id_from_str, topic_id_to_string};
 pub use epoch::EpochCache;
 pub use index::SegmentIndex;
+pub use index_cache::{INDEX_CACHE_BYTES_MAX, INDEX_CACHE_ENTRIES_MAX};
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
@@ -46,6 +48,7 @@ use crate::storage::Storage;
 use crate::types::{LeaderEpoch, Offset, TopicId};
 use crate::{Error, Result};
 
+use index_cache::IndexCache;
 use notify::{AsyncLock, Notify};
 use segment::{PendingBatch, Segment};
 
@@ -152,19 +155,45 @@ pub struct ShardBudgets {
     /// waiting for a slot syncs more at once (group commit across the shard).
     sync_slots: glommio::sync::Semaphore,
     pub syncs_in_flight_max: usize,
+    /// Closed segments' indexes read back from their files, bounded.
+    indexes: RefCell<IndexCache>,
+    /// Names the logs of the shard in `indexes`.
+    next_log_id: Cell<u64>,
 }
 
 /// Default bound of [`ShardBudgets::syncs_in_flight_max`].
 pub const SYNCS_IN_FLIGHT_MAX_DEFAULT: usize = 4;
 
+/// Every bound of a [`ShardBudgets`]; `Default` is the broker's.
+#[derive(Clone, Copy, Debug)]
+pub struct BudgetLimits {
+    pub tail_cache_bytes_max: usize,
+    pub in_flight_bytes_max: usize,
+    pub syncs_in_flight_max: usize,
+    pub index_entries_max: usize,
+    pub index_bytes_max: usize,
+}
+
+impl Default for BudgetLimits {
+    fn default() -> Self {
+        BudgetLimits {
+            tail_cache_bytes_max: 256 << 20,
+            in_flight_bytes_max: 64 << 20,
+            syncs_in_flight_max: SYNCS_IN_FLIGHT_MAX_DEFAULT,
+            index_entries_max: INDEX_CACHE_ENTRIES_MAX,
+            index_bytes_max: INDEX_CACHE_BYTES_MAX,
+        }
+    }
+}
+
 impl ShardBudgets {
     /// Defaults: 256 MiB of tail cache, 64 MiB in flight.
     pub fn new(tail_cache_bytes_max: usize, in_flight_bytes_max: usize) -> Rc<ShardBudgets> {
-        Self::with_syncs(
+        Self::with_limits(BudgetLimits {
             tail_cache_bytes_max,
             in_flight_bytes_max,
-            SYNCS_IN_FLIGHT_MAX_DEFAULT,
-        )
+            ..BudgetLimits::default()
+        })
     }
 
     /// As `new`, with at most `syncs_in_flight_max` fdatasyncs in flight on the shard.
@@ -173,6 +202,39 @@ impl ShardBudgets {
         in_flight_bytes_max: usize,
         syncs_in_flight_max: usize,
     ) -> Rc<ShardBudgets> {
+        Self::with_limits(BudgetLimits {
+            tail_cache_bytes_max,
+            in_flight_bytes_max,
+            syncs_in_flight_max,
+            ..BudgetLimits::default()
+        })
+    }
+
+    /// As [`ShardBudgets::new`], with bounds on the closed segments' indexes kept in
+    /// memory: at most `index_entries_max` indexes and `index_bytes_max` bytes.
+    pub fn with_index_cache(
+        tail_cache_bytes_max: usize,
+        in_flight_bytes_max: usize,
+        index_entries_max: usize,
+        index_bytes_max: usize,
+    ) -> Rc<ShardBudgets> {
+        Self::with_limits(BudgetLimits {
+            tail_cache_bytes_max,
+            in_flight_bytes_max,
+            index_entries_max,
+            index_bytes_max,
+            ..BudgetLimits::default()
+        })
+    }
+
+    pub fn with_limits(limits: BudgetLimits) -> Rc<ShardBudgets> {
+        let BudgetLimits {
+            tail_cache_bytes_max,
+            in_flight_bytes_max,
+            syncs_in_flight_max,
+            index_entries_max,
+            index_bytes_max,
+        } = limits;
         assert!(syncs_in_flight_max >= 1, "at least one fdatasync at a time");
         Rc::new(ShardBudgets {
             tail_cache_bytes_max,
@@ -183,6 +245,8 @@ impl ShardBudgets {
             space: Notify::default(),
             sync_slots: glommio::sync::Semaphore::new(syncs_in_flight_max as u64),
             syncs_in_flight_max,
+            indexes: RefCell::new(IndexCache::new(index_entries_max, index_bytes_max)),
+            next_log_id: Cell::new(0),
         })
     }
 
@@ -193,6 +257,17 @@ impl ShardBudgets {
             .acquire_permit(1)
             .await
             .expect("the shard's sync semaphore is never closed")
+    }
+
+    /// Closed segments' indexes resident in memory now (count, bytes).
+    pub fn resident_indexes(&self) -> (usize, usize) {
+        let c = self.indexes.borrow();
+        (c.len(), c.bytes())
+    }
+
+    /// Closed segments' indexes read from their files so far.
+    pub fn index_loads(&self) -> u64 {
+        self.indexes.borrow().loads()
     }
 
     pub fn tail_cache_bytes(&self) -> usize {
@@ -322,6 +397,8 @@ pub struct Log<S: Storage> {
     config: LogConfig,
     clock: Rc<dyn Clock>,
     budgets: Rc<ShardBudgets>,
+    /// This log's name in the shard's index cache.
+    log_id: u64,
     inner: RefCell<Inner<S>>,
     shared: Rc<Shared>,
     /// Fires when log end, durable offset, log start or failure state move.
@@ -352,6 +429,8 @@ impl<S: Storage> Log<S> {
         config.validate()?;
         let recovered = recovery::open_dir(&storage, &dir, topic_id, &config).await?;
         let now_ms = clock.now_ms();
+        let log_id = budgets.next_log_id.get();
+        budgets.next_log_id.set(log_id + 1);
         let log = Rc::new_cyclic(|weak_self| Log {
             storage,
             dir,
@@ -359,6 +438,7 @@ impl<S: Storage> Log<S> {
             config,
             clock,
             budgets,
+            log_id,
             inner: RefCell::new(Inner {
                 segments: recovered.segments,
                 log_start: recovered.log_start,
@@ -532,6 +612,7 @@ impl<S: Storage> Log<S> {
                 self.config.index_interval_bytes,
             );
             seg.first_append_ms.get_or_insert(now_ms);
+            seg.last_append_ms = Some(now_ms);
             seg.size += len as u64;
             let next = header.last_offset() + 1;
             seg.next_offset = next;
@@ -806,6 +887,7 @@ impl<S: Storage> Drop for Log<S> {
             .in_flight_bytes
             .set(in_flight - inner.in_flight_bytes);
         self.budgets.space.notify_all();
+        self.budgets.indexes.borrow_mut().remove_log(self.log_id);
         self.shared.stop.set(true);
         self.shared.work.notify_all();
     }

@@ -21,7 +21,8 @@ enum Plan<F> {
     Disk {
         file: Option<Rc<F>>,
         base: i64,
-        position: u64,
+        /// Where to start scanning; `None`: a sealed segment, look it up in its index files.
+        position: Option<u64>,
         limit: u64,
         next_segment: Option<i64>,
     },
@@ -51,6 +52,16 @@ impl<S: Storage> Log<S> {
                     limit,
                     next_segment,
                 } => {
+                    let position = match position {
+                        Some(p) => p,
+                        None => {
+                            let index = self.closed_index(base, limit).await;
+                            if self.inner.borrow().truncations != version {
+                                continue; // the plan is stale
+                            }
+                            index.map_or(0, |i| i.lookup_position(base, from))
+                        }
+                    };
                     let file = match file {
                         Some(f) => f,
                         None => {
@@ -197,10 +208,12 @@ impl<S: Storage> Log<S> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        // A sealed segment keeps only a summary of its indexes in memory.
+        let position = (!seg.finalized).then(|| seg.index.lookup_position(base, from));
         Ok(Plan::Disk {
             file: seg.file.clone(),
             base,
-            position: seg.index.lookup_position(base, from),
+            position,
             limit: seg.written,
             next_segment,
         })
@@ -210,7 +223,7 @@ impl<S: Storage> Log<S> {
     /// timestamp. The time index finds the segment and a starting batch; batches are then
     /// scanned, and the records of the first batch whose maximum qualifies.
     pub async fn offset_for_timestamp(&self, ts_ms: i64) -> Result<Option<(Offset, i64)>> {
-        let start = {
+        let (base, size, resident) = {
             let inner = self.inner.borrow();
             let seg = inner
                 .segments
@@ -218,14 +231,22 @@ impl<S: Storage> Log<S> {
                 .find(|s| s.index.max_timestamp >= ts_ms);
             match seg {
                 None => return Ok(None),
-                Some(seg) => Offset(
-                    seg.index
-                        .lookup_time(seg.base, ts_ms)
-                        .max(inner.log_start.0),
+                Some(seg) => (
+                    seg.base,
+                    seg.size,
+                    (!seg.finalized).then(|| seg.index.lookup_time(seg.base, ts_ms)),
                 ),
             }
         };
-        let mut from = start;
+        let start = match resident {
+            Some(offset) => offset,
+            // A sealed segment: its time index is read back (or scanned from its base).
+            None => self
+                .closed_index(base, size)
+                .await
+                .map_or(base, |i| i.lookup_time(base, ts_ms)),
+        };
+        let mut from = Offset(start.max(self.log_start_offset().0));
         loop {
             let end = self.log_end_offset();
             if from >= end {

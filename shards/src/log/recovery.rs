@@ -167,11 +167,14 @@ pub async fn open_dir<S: Storage>(
                         None,
                     )
                     .await?;
-                    write_index_files(storage, dir, base, &r.index).await?;
-                    r.index
+                    let mut index = r.index;
+                    index.seal(base);
+                    write_index_files(storage, dir, base, &index).await?;
+                    index
                 }
             };
-            seg.index = index;
+            // Checked, and on disk: memory keeps the summary (entries are read on demand).
+            seg.index = index.summary();
             seg.size = size;
             seg.written = size;
             seg.next_offset = next_base.unwrap_or(base);
@@ -245,6 +248,7 @@ pub async fn open_dir<S: Storage>(
         } else {
             seg.index.seal(base);
             write_index_files(storage, dir, base, &seg.index).await?;
+            seg.index = seg.index.summary();
             seg.sealed = true;
             seg.finalized = true;
             if seg.next_offset == base {

@@ -40,8 +40,14 @@ pub struct Segment<S: Storage> {
     pub tail_block: Vec<u8>,
     /// Bytes the file is preallocated to.
     pub preallocated: u64,
+    /// All entries while the segment is active or being sealed; once `finalized`, only
+    /// the summary ([`SegmentIndex::summary`]): the entries are in its index files and
+    /// read back through the shard's bounded index cache.
     pub index: SegmentIndex,
     pub first_append_ms: Option<i64>,
+    /// Broker time of the last append since open (retention of batches without
+    /// timestamps).
+    pub last_append_ms: Option<i64>,
     /// Rolled: no more appends; the flusher syncs it, trims it and writes its indexes.
     pub sealed: bool,
     /// Sealing finished (file closed, indexes on disk).
@@ -64,6 +70,7 @@ impl<S: Storage> Segment<S> {
             preallocated: 0,
             index: SegmentIndex::new(),
             first_append_ms: None,
+            last_append_ms: None,
             sealed: false,
             finalized: false,
         }

@@ -52,13 +52,22 @@ async fn open_sim(
     config: LogConfig,
     clock: Rc<ManualClock>,
 ) -> Rc<Log<SimStorage>> {
+    open_with(s, config, clock, Rc::new(ShardBudgets::default())).await
+}
+
+async fn open_with(
+    s: &SimStorage,
+    config: LogConfig,
+    clock: Rc<ManualClock>,
+    budgets: Rc<ShardBudgets>,
+) -> Rc<Log<SimStorage>> {
     Log::open(
         s.clone(),
         PathBuf::from("/data/t-0"),
         topic(),
         config,
         clock,
-        Rc::new(ShardBudgets::default()),
+        budgets,
     )
     .await
     .expect("open")
@@ -233,14 +242,21 @@ fn roll_retention_and_delete_records() {
             log.read(Offset(0), last, 100).await,
             Err(Error::OffsetOutOfRange { .. })
         ));
-        // Time retention: everything but the active segment ages out.
+        // Time retention: everything ages out, the active segment too (rolled first).
         clk.advance_ms(2 * 3_600_000);
         log.enforce_retention().await.unwrap();
         assert_eq!(log.segment_count(), 1);
-        let start2 = log.log_start_offset();
-        assert!(start2 > start);
-        // DeleteRecords inside the active segment.
-        let target = Offset(last.0 - 1);
+        assert_eq!(log.log_start_offset(), last.next());
+        // DeleteRecords inside the (new) active segment.
+        let mut last2 = last;
+        for i in 0..3 {
+            last2 = log
+                .append(make_batch(2, 400, clk.now_ms(), i), LeaderEpoch(1))
+                .unwrap()
+                .last_offset;
+        }
+        log.wait_durable(last2).await.unwrap();
+        let target = Offset(last2.0 - 1);
         assert_eq!(log.delete_records_before(target).await.unwrap(), target);
         let all = read_all(&*log).await;
         assert_eq!(all.len(), 1);
@@ -249,7 +265,234 @@ fn roll_retention_and_delete_records() {
         let s2 = s.cut_power(|_| 0);
         let log = open_sim(&s2, config, clk).await;
         assert_eq!(log.log_start_offset(), target);
+        assert_eq!(log.log_end_offset(), last2.next());
+    });
+}
+
+/// Kafka rolls an expired non-empty active segment so that retention can delete it: a
+/// partition whose only segment expired must not keep its data forever. The log start
+/// moves to the log end, a new empty segment starts there, the old files are gone, and
+/// all of it survives a power cut right after (checkpoint and directory fsyncs).
+#[test]
+fn retention_rolls_and_deletes_an_expired_active_segment() {
+    run(|| async {
+        let s = SimStorage::new();
+        let clk = clock();
+        let config = LogConfig {
+            retention_ms: 3_600_000,
+            ..LogConfig::default()
+        };
+        let dir = Path::new("/data/t-0");
+        let log = open_sim(&s, config.clone(), clk.clone()).await;
+        let mut last = Offset(0);
+        for i in 0..5 {
+            let info = log
+                .append(make_batch(3, 200, clk.now_ms(), i), LeaderEpoch(2))
+                .unwrap();
+            last = info.last_offset;
+        }
+        log.wait_durable(last).await.unwrap();
+        let end = log.log_end_offset();
+        assert_eq!(end, Offset(15));
+        assert_eq!(log.segment_count(), 1);
+        // Not expired yet: nothing moves.
+        clk.advance_ms(3_600_000);
+        log.enforce_retention().await.unwrap();
+        assert_eq!(log.log_start_offset(), Offset(0));
+        assert_eq!(read_all(&*log).await.len(), 5);
+        // Expired (the newest record is older than retention.ms): rolled and deleted.
+        clk.advance_ms(10);
+        log.enforce_retention().await.unwrap();
+        assert_eq!(log.log_start_offset(), end);
+        assert_eq!(log.log_end_offset(), end);
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!(log.size_bytes(), 0);
+        assert!(matches!(
+            log.read(Offset(0), end, 1000).await,
+            Err(Error::OffsetOutOfRange { .. })
+        ));
+        assert!(log.read(end, end, 1000).await.unwrap().chunks.is_empty());
+        let names = s.list_dir(dir).await.unwrap();
+        assert!(
+            !names.iter().any(|n| n.starts_with("00000000000000000000.")),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&segment_file_name(end.0, "log")),
+            "{names:?}"
+        );
+        // The epoch survives the move of the log start to the log end.
+        assert_eq!(log.epoch_entries(), vec![(LeaderEpoch(2), end)]);
+        // Nothing more to do for an empty active segment.
+        clk.advance_ms(10 * 3_600_000);
+        log.enforce_retention().await.unwrap();
+        assert_eq!(log.log_start_offset(), end);
+        assert_eq!(log.segment_count(), 1);
+        // Appends continue at the log end, in the new segment.
+        let info = log
+            .append(make_batch(2, 100, clk.now_ms(), 9), LeaderEpoch(2))
+            .unwrap();
+        assert_eq!(info.base_offset, end);
+        log.wait_durable(info.last_offset).await.unwrap();
+        let after = read_all(&*log).await;
+        assert_eq!(after.len(), 1);
+        drop(log);
+        // A power cut now keeps exactly that: the deletion, the log start and the batch.
+        let s2 = s.cut_power(|_| 0);
+        let names = s2.list_dir(dir).await.unwrap();
+        assert!(
+            !names.iter().any(|n| n.starts_with("00000000000000000000.")),
+            "{names:?}"
+        );
+        let log = open_sim(&s2, config, clk).await;
+        assert_eq!(log.log_start_offset(), end);
+        assert_eq!(log.log_end_offset(), Offset(17));
+        assert_eq!(read_all(&*log).await, after);
+    });
+}
+
+/// Kafka's size rule reaches the active segment too: with `retention.bytes` 0 nothing may
+/// stay, so the active segment is rolled and deleted (with earlier closed segments).
+#[test]
+fn retention_bytes_zero_empties_the_log_including_the_active_segment() {
+    run(|| async {
+        let s = SimStorage::new();
+        let clk = clock();
+        let config = LogConfig {
+            segment_bytes: 3000,
+            retention_ms: -1,
+            retention_bytes: 0,
+            ..LogConfig::default()
+        };
+        let log = open_sim(&s, config.clone(), clk.clone()).await;
+        let mut last = Offset(0);
+        // Batches of ~885 bytes, 3 to a 3000-byte segment: 4 segments. The closed ones are
+        // sealed on disk once the 11th batch is durable; the 12th is still in memory when
+        // retention runs, and is written by the roll before anything is deleted.
+        for i in 0..12 {
+            last = log
+                .append(make_batch(2, 400, clk.now_ms(), i), LeaderEpoch(0))
+                .unwrap()
+                .last_offset;
+            if i == 10 {
+                log.wait_durable(last).await.unwrap();
+            }
+        }
+        assert_eq!(log.segment_count(), 4);
+        log.enforce_retention().await.unwrap();
+        assert_eq!(log.log_start_offset(), last.next());
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!(log.size_bytes(), 0);
+        log.close().await.unwrap();
+        drop(log);
+        let log = open_sim(&s, config, clk).await;
+        assert_eq!(log.log_start_offset(), last.next());
         assert_eq!(log.log_end_offset(), last.next());
+        assert!(read_all(&*log).await.is_empty());
+    });
+}
+
+/// Sealed segments keep no index entries in memory (an idle partition's memory must not
+/// grow with its segments): lookups read them back from the `.index` / `.timeindex` files
+/// into the shard's cache, which never holds more than its bound, and reads and time
+/// lookups still find the right batches, also after a reopen.
+#[test]
+fn sealed_segment_indexes_are_loaded_lazily_within_a_bound() {
+    run(|| async {
+        const RESIDENT_MAX: usize = 3;
+        let s = SimStorage::new();
+        let clk = clock();
+        let config = LogConfig {
+            segment_bytes: 4000,
+            index_interval_bytes: 100,
+            ..LogConfig::default()
+        };
+        // No tail cache: every read goes to the files (and their indexes).
+        let budgets = ShardBudgets::with_index_cache(0, 64 << 20, RESIDENT_MAX, 1 << 20);
+        let dir = PathBuf::from("/data/t-0");
+        let open = || {
+            Log::open(
+                s.clone(),
+                dir.clone(),
+                topic(),
+                config.clone(),
+                clk.clone(),
+                budgets.clone(),
+            )
+        };
+        let log = open().await.unwrap();
+        let ts0 = clk.now_ms();
+        let mut batches = Vec::new(); // (base offset, timestamp, stored bytes)
+        for i in 0..60 {
+            let ts = ts0 + i * 1000;
+            let info = log
+                .append(make_batch(2, 300, ts, i as u8), LeaderEpoch(0))
+                .unwrap();
+            batches.push((info.base_offset, ts));
+        }
+        let end = log.log_end_offset();
+        log.wait_durable(Offset(end.0 - 1)).await.unwrap();
+        let stored = read_all(&*log).await;
+        assert_eq!(stored.len(), batches.len());
+        let sealed_entries = |log: &Log<SimStorage>| {
+            let inner = log.inner.borrow();
+            let sealed: Vec<_> = inner.segments.values().filter(|s| s.finalized).collect();
+            let holding = sealed.iter().filter(|s| s.index.has_entries()).count();
+            (sealed.len(), holding)
+        };
+        let (sealed, holding) = sealed_entries(&log);
+        assert!(sealed >= 9, "only {sealed} sealed segments");
+        assert_eq!(
+            holding, 0,
+            "sealed segments keep their index entries in memory"
+        );
+        // Point reads at every batch, newest first: each sealed segment's index is loaded,
+        // at most RESIDENT_MAX stay.
+        for ((base, _), want) in batches.iter().zip(&stored).rev() {
+            let r = log.read(*base, end, 1).await.unwrap();
+            assert_eq!(&r.chunks[0][..], &want[..], "batch at {base}");
+            assert!(budgets.resident_indexes().0 <= RESIDENT_MAX);
+        }
+        let loads = budgets.index_loads();
+        assert!(
+            loads >= sealed as u64,
+            "{loads} index loads for {sealed} sealed segments"
+        );
+        assert_eq!(budgets.resident_indexes().0, RESIDENT_MAX);
+        assert!(budgets.resident_indexes().1 > 0);
+        // A resident index is used again without reading its files.
+        let (first_base, _) = batches[0];
+        log.read(first_base, end, 1).await.unwrap();
+        assert_eq!(budgets.index_loads(), loads);
+        // Time lookups go through the time index files the same way.
+        for (base, ts) in &batches {
+            let found = log.offset_for_timestamp(*ts).await.unwrap();
+            assert_eq!(found, Some((*base, *ts)));
+            assert!(budgets.resident_indexes().0 <= RESIDENT_MAX);
+        }
+        assert_eq!(
+            sealed_entries(&log).1,
+            0,
+            "lookups kept entries in the segments"
+        );
+        // Closing and dropping the log drops its cached indexes; a reopened log (recovery
+        // checks the index files) keeps only summaries too.
+        log.close().await.unwrap();
+        drop(log);
+        assert_eq!(budgets.resident_indexes(), (0, 0));
+        let log = open().await.unwrap();
+        assert_eq!(sealed_entries(&log), (sealed, 0));
+        assert_eq!(read_all(&*log).await, stored);
+        assert_eq!(
+            log.max_timestamp(),
+            Some((Offset(end.0 - 1), ts0 + 59_000 + 1))
+        );
+        let (base, ts) = batches[17];
+        assert_eq!(
+            log.offset_for_timestamp(ts).await.unwrap(),
+            Some((base, ts))
+        );
+        assert!(budgets.resident_indexes().0 <= RESIDENT_MAX);
     });
 }
 
@@ -543,9 +786,28 @@ async fn model_case(seed: u64) {
         } else {
             FlushPolicy::None
         },
+        // Short enough in a third of the cases for retention to expire whole logs, the
+        // active segment included (the clock moves up to 1 s per retention step).
+        retention_ms: if rng.gen_bool(0.3) {
+            rng.gen_range(0..3000)
+        } else {
+            LogConfig::default().retention_ms
+        },
         ..LogConfig::default()
     };
-    let mut log = open_sim(&s, config.clone(), clk.clone()).await;
+    // Small caches in half the cases: reads go to the files, and sealed segments' indexes
+    // are evicted and read back all the time.
+    let budgets = if rng.gen_bool(0.5) {
+        ShardBudgets::with_index_cache(
+            rng.gen_range(0..20_000),
+            64 << 20,
+            rng.gen_range(1..3),
+            1 << 20,
+        )
+    } else {
+        Rc::new(ShardBudgets::default())
+    };
+    let mut log = open_with(&s, config.clone(), clk.clone(), budgets.clone()).await;
     // Expected batches (as stored) and the log start.
     let mut model: Vec<Bytes> = Vec::new();
     let mut log_start = 0i64;
@@ -612,8 +874,8 @@ async fn model_case(seed: u64) {
             79..=84 => {
                 log.close().await.unwrap();
                 drop(log);
-                log = open_sim(&s, config.clone(), clk.clone()).await;
-                model_end = reopened_end(&model, log_start);
+                log = open_with(&s, config.clone(), clk.clone(), budgets.clone()).await;
+                model_end = reopened_end(&model, log_start, model_end, log.log_end_offset());
             }
             85..=89 => {
                 // Power cut after everything was made durable: nothing may be lost. (Under
@@ -632,8 +894,8 @@ async fn model_case(seed: u64) {
                     _ => n / 2,
                 });
                 drop(log);
-                log = open_sim(&s, config.clone(), clk.clone()).await;
-                model_end = reopened_end(&model, log_start);
+                log = open_with(&s, config.clone(), clk.clone(), budgets.clone()).await;
+                model_end = reopened_end(&model, log_start, model_end, log.log_end_offset());
             }
             _ => {
                 let end = log.log_end_offset().0;
@@ -689,12 +951,19 @@ async fn model_case(seed: u64) {
 }
 
 /// After a reopen the log end is where the last batch ends (a truncation gap is not
-/// remembered), but never below the log start.
-fn reopened_end(model: &[Bytes], log_start: i64) -> i64 {
-    model
+/// remembered), but never below the log start, nor below the base of the last segment (an
+/// empty segment left by a truncation inside a gap): somewhere in `[last batch end or log
+/// start, end before the reopen]`. Returns the reopened end, checked.
+fn reopened_end(model: &[Bytes], log_start: i64, end_before: i64, reopened: Offset) -> i64 {
+    let low = model
         .last()
         .map_or(0, |b| BatchHeader::parse(b).unwrap().last_offset() + 1)
-        .max(log_start)
+        .max(log_start);
+    assert!(
+        low <= reopened.0 && reopened.0 <= end_before.max(low),
+        "reopened log end {reopened} outside [{low}, {end_before}]"
+    );
+    reopened.0
 }
 
 #[test]
