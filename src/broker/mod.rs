@@ -111,8 +111,9 @@ pub async fn install_view(view: Arc<ClusterView>) {
     }
     st.table.borrow_mut().apply(view.revision, &updates);
     let old_view = st.view.replace(view.clone());
-    // Committed offsets of deleted topics go with them (before any request sees the view).
-    crate::coordinator::on_topics_deleted(deleted_topics(&old_view, &view));
+    // Committed offsets of deleted topics go with them: removed before any request sees the
+    // view, their tombstones durable before this install (and so DeleteTopics) completes.
+    let offsets_cleaned = crate::coordinator::on_topics_deleted(deleted_topics(&old_view, &view));
 
     let owned = st.table.borrow().owned_by(st.id);
     for tp in owned {
@@ -166,6 +167,7 @@ pub async fn install_view(view: Arc<ClusterView>) {
             }
         }
     }
+    offsets_cleaned.await;
 }
 
 /// Topics of `old` that `new` no longer has (by name and id: a topic deleted and created

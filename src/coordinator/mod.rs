@@ -1247,43 +1247,61 @@ pub async fn delete_offsets(
 /// view without `topics`: every group of every offsets partition homed here loses its
 /// committed offsets of those topics, with tombstones so that a restart does not bring
 /// them back, and an Empty group left without offsets goes (Dead, group tombstone), as in
-/// Kafka's `cleanupGroupMetadata`. Loaded partitions are cleaned at once — before any
-/// request sees the new view, so OffsetFetch never returns them again and a commit for the
-/// deleted topic cannot slip in between (commits re-check the view on this shard); the
-/// others are loaded first, in the background.
-pub fn on_topics_deleted(topics: Vec<String>) {
-    if topics.is_empty() {
-        return;
-    }
-    let mut local: Vec<i32> = state()
-        .partitions
-        .borrow()
-        .keys()
-        .filter(|tp| &*tp.topic == OFFSETS_TOPIC)
-        .map(|tp| tp.partition)
-        .collect();
-    local.sort_unstable();
-    let mut unloaded = Vec::new();
-    for index in local {
-        match loaded_slot(index) {
-            Some(s) => remove_topic_offsets(&s, &topics),
-            None => unloaded.push(index),
-        }
-    }
-    if unloaded.is_empty() {
-        return;
-    }
-    shards::runtime::spawn_latency(async move {
-        for index in unloaded {
-            match slot(index).await {
-                Ok(s) => remove_topic_offsets(&s, &topics),
-                Err(e) => warn!(
-                    partition = index,
-                    "offsets of deleted topics not removed (partition not loaded): {e}"
-                ),
+/// Kafka's `cleanupGroupMetadata`. Loaded partitions are cleaned in this call — before
+/// any request sees the new view, so OffsetFetch never returns them again and a commit
+/// for the deleted topic cannot slip in between (commits re-check the view on this
+/// shard); the returned future resolves once their tombstones are durable. Partitions not
+/// loaded yet are loaded and cleaned in the background.
+pub fn on_topics_deleted(topics: Vec<String>) -> impl std::future::Future<Output = ()> {
+    let mut durable: Vec<(i32, Offset)> = Vec::new();
+    if !topics.is_empty() {
+        let mut local: Vec<i32> = state()
+            .partitions
+            .borrow()
+            .keys()
+            .filter(|tp| &*tp.topic == OFFSETS_TOPIC)
+            .map(|tp| tp.partition)
+            .collect();
+        local.sort_unstable();
+        let mut unloaded = Vec::new();
+        for index in local {
+            match loaded_slot(index) {
+                Some(s) => durable.extend(remove_topic_offsets(&s, &topics)),
+                None => unloaded.push(index),
             }
         }
-    });
+        if !unloaded.is_empty() {
+            shards::runtime::spawn_latency(async move {
+                for index in unloaded {
+                    match slot(index).await {
+                        Ok(s) => {
+                            if let Some((index, last)) = remove_topic_offsets(&s, &topics) {
+                                wait_tombstones(index, last).await;
+                            }
+                        }
+                        Err(e) => warn!(
+                            partition = index,
+                            "offsets of deleted topics not removed (partition not loaded): {e}"
+                        ),
+                    }
+                }
+            });
+        }
+    }
+    async move {
+        for (index, last) in durable {
+            wait_tombstones(index, last).await;
+        }
+    }
+}
+
+async fn wait_tombstones(index: i32, last: Offset) {
+    if let Err(e) = wait_local(index, last).await {
+        warn!(
+            partition = index,
+            "tombstones of deleted topics not durable: {e}"
+        );
+    }
 }
 
 /// The slot of partition `index` if it is loaded from the partition open now.
@@ -1294,8 +1312,8 @@ fn loaded_slot(index: i32) -> Option<Rc<Slot>> {
 }
 
 /// Drop every committed offset of `topics` from the groups of `slot`, in memory now and in
-/// the log with tombstones.
-fn remove_topic_offsets(slot: &Slot, topics: &[String]) {
+/// the log with tombstones; returns the partition and last offset to wait for.
+fn remove_topic_offsets(slot: &Slot, topics: &[String]) -> Option<(i32, Offset)> {
     let now = now_ms();
     let cells: Vec<Rc<GroupCell>> = slot.groups.borrow().values().cloned().collect();
     let mut recs: Vec<(Bytes, Option<Bytes>)> = Vec::new();
@@ -1303,22 +1321,10 @@ fn remove_topic_offsets(slot: &Slot, topics: &[String]) {
     let mut removed = 0usize;
     for cell in cells {
         let mut g = cell.group.borrow_mut();
-        let gone: Vec<(String, i32)> = g
-            .offsets
-            .keys()
-            .filter(|(t, _)| topics.iter().any(|d| d == t))
-            .cloned()
-            .collect();
-        if gone.is_empty() {
-            continue;
-        }
-        for (topic, partition) in &gone {
-            g.offsets.remove(&(topic.clone(), *partition));
-            recs.push((records::encode_offset_key(&g.id, topic, *partition), None));
-        }
-        removed += gone.len();
-        if g.state() == GroupState::Empty && g.offsets.is_empty() && g.mark_dead(now).is_ok() {
-            recs.push((records::encode_group_key(&g.id), None));
+        let (tombstones, gone, is_dead) = drop_topic_offsets(&mut g, topics, now);
+        recs.extend(tombstones);
+        removed += gone;
+        if is_dead {
             dead.push(g.id.clone());
         }
     }
@@ -1326,31 +1332,55 @@ fn remove_topic_offsets(slot: &Slot, topics: &[String]) {
         slot.groups.borrow_mut().remove(id);
     }
     if recs.is_empty() {
-        return;
-    }
-    match append_local(slot.index, &recs) {
-        Ok((_, last)) => {
-            let index = slot.index;
-            shards::runtime::spawn_latency(async move {
-                if let Err(e) = wait_local(index, last).await {
-                    warn!(
-                        partition = index,
-                        "tombstones of deleted topics not durable: {e}"
-                    );
-                }
-            });
-        }
-        Err(e) => warn!(
-            partition = slot.index,
-            "cannot write tombstones of deleted topics: {e}"
-        ),
+        return None;
     }
     info!(
         partition = slot.index,
         offsets = removed,
         groups_removed = dead.len(),
-        "removed committed offsets of deleted topics"
+        "removing committed offsets of deleted topics"
     );
+    match append_local(slot.index, &recs) {
+        Ok((_, last)) => Some((slot.index, last)),
+        Err(e) => {
+            warn!(
+                partition = slot.index,
+                "cannot write tombstones of deleted topics: {e}"
+            );
+            None
+        }
+    }
+}
+
+/// Drop the committed offsets of `topics` from `g` (memory) and return their tombstones,
+/// how many there are, and whether the group died: an Empty group left without offsets
+/// is marked Dead and its own tombstone follows (Kafka `cleanupGroupMetadata`); the caller
+/// removes it from its slot.
+pub(crate) fn drop_topic_offsets(
+    g: &mut Group,
+    topics: &[String],
+    now_ms: i64,
+) -> (Vec<(Bytes, Option<Bytes>)>, usize, bool) {
+    let gone: Vec<(String, i32)> = g
+        .offsets
+        .keys()
+        .filter(|(t, _)| topics.iter().any(|d| d == t))
+        .cloned()
+        .collect();
+    if gone.is_empty() {
+        return (Vec::new(), 0, false);
+    }
+    let mut recs = Vec::with_capacity(gone.len() + 1);
+    for key in &gone {
+        g.offsets.remove(key);
+        recs.push((records::encode_offset_key(&g.id, &key.0, key.1), None));
+    }
+    let dead =
+        g.state() == GroupState::Empty && g.offsets.is_empty() && g.mark_dead(now_ms).is_ok();
+    if dead {
+        recs.push((records::encode_group_key(&g.id), None));
+    }
+    (recs, gone.len(), dead)
 }
 
 /// One background task per shard expires offsets (`offsets.retention.minutes`) every

@@ -22,8 +22,8 @@ use shards::{LeaderEpoch, Offset, TopicId};
 
 use super::group::{Event, Group, GroupConfig, GroupState, JoinParams, Outcome, StoreFailure};
 use super::{
-    append_records, commit_record, records, replay_log, store_failure, store_group_record,
-    wait_durable, CommitPart, RecordLog,
+    append_records, commit_record, drop_topic_offsets, records, replay_log, store_failure,
+    store_group_record, wait_durable, CommitPart, RecordLog,
 };
 use crate::error::Error;
 
@@ -581,4 +581,80 @@ fn coordinator_store_errors_map_as_kafka() {
         crate::api::codes::code_of(&StoreFailure::NotCoordinator.error("g")),
         crate::api::codes::NOT_COORDINATOR
     );
+}
+
+// ----- topic deletion ----------------------------------------------------------------------
+
+#[test]
+fn coordinator_deleted_topic_tombstones_survive_a_power_cut() {
+    for seed in 0..10u64 {
+        run(move || async move {
+            let mut rng = Rng(seed);
+            let clock = Rc::new(ManualClock::new(1_700_000_000_000));
+            let config = LogConfig {
+                flush_policy: FlushPolicy::Always,
+                segment_bytes: rng.range(4_000, 40_000),
+                ..LogConfig::default()
+            };
+            let storage = SimStorage::new();
+            let log = open(&storage, &config, &clock).await;
+            let sim = SimLog(log.clone());
+            // g-a and g-b commit to both topics, g-c only to the topic to be deleted.
+            let mut recs = Vec::new();
+            for (group, topics) in [
+                ("g-a", &TOPICS[..]),
+                ("g-b", &TOPICS[..]),
+                ("g-c", &TOPICS[..1]),
+            ] {
+                for topic in topics {
+                    for partition in 0..PARTITIONS {
+                        let part = CommitPart {
+                            topic: topic.to_string(),
+                            partition,
+                            offset: rng.range(0, 1_000) as i64,
+                            leader_epoch: 0,
+                            metadata: None,
+                        };
+                        recs.push(commit_record(group, &part, 1, -1).0);
+                    }
+                }
+            }
+            let (_, last) = append_records(&sim, &recs, 1).expect("append");
+            wait_durable(&sim, last).await.expect("durable");
+            // The deletion, as `remove_topic_offsets` runs it on the loaded groups.
+            let now = clock.now_ms();
+            let mut groups = replay(&log, now).await;
+            let before: BTreeMap<String, usize> = groups
+                .iter()
+                .map(|(id, g)| (id.clone(), g.offsets.len()))
+                .collect();
+            let deleted = vec![TOPICS[0].to_string()];
+            let mut tombstones = Vec::new();
+            for g in groups.values_mut() {
+                let (recs, gone, dead) = drop_topic_offsets(g, &deleted, now);
+                assert_eq!(gone, PARTITIONS as usize, "{}", g.id);
+                assert_eq!(dead, g.id == "g-c", "{}", g.id);
+                tombstones.extend(recs);
+            }
+            let (_, last) = append_records(&sim, &tombstones, now).expect("append");
+            wait_durable(&sim, last).await.expect("durable");
+            drop(sim);
+            drop(log);
+            let after = storage.cut_power(|_| 0);
+            let log = open(&after, &config, &clock).await;
+            let groups = replay(&log, now).await;
+            assert_eq!(
+                groups.keys().collect::<Vec<_>>(),
+                ["g-a", "g-b"],
+                "seed {seed}: the group left without offsets is gone"
+            );
+            for (id, g) in &groups {
+                assert!(
+                    g.offsets.keys().all(|(t, _)| t == TOPICS[1]),
+                    "seed {seed}: {id} kept offsets of the deleted topic"
+                );
+                assert_eq!(g.offsets.len(), before[id] - PARTITIONS as usize);
+            }
+        });
+    }
 }
