@@ -936,7 +936,7 @@ impl Group {
     /// The outcome of storing the leader's assignment ([`Event::StoreAssignment`]). Stored:
     /// the group becomes Stable and every waiting member gets its assignment. Failed: they
     /// get the mapped error and the group rebalances (Kafka `resetAndPropagateAssignmentError`
-    /// + `maybePrepareRebalance`). A store the group has moved past (another rebalance, a
+    /// then `maybePrepareRebalance`). A store the group has moved past (another rebalance, a
     /// newer leader SyncGroup) changes nothing.
     pub fn complete_store(
         &mut self,

@@ -14,7 +14,14 @@
 //! pure: the waiting JoinGroup/SyncGroup responses (oneshot senders keyed by member id),
 //! one glommio timer per group armed for the group's next deadline (no polling), the
 //! writes to the partition, and offset expiry. An offset commit is applied to memory and
-//! acknowledged only once its record is durable (`Partition::wait_committed`).
+//! acknowledged only once its record is durable (`Partition::wait_committed`); likewise
+//! the SyncGroup responses of a rebalance wait for the leader's group record
+//! ([`group::Event::StoreAssignment`]), as Kafka's `storeGroup` does. A deleted topic's
+//! committed offsets are dropped with tombstones ([`on_topics_deleted`]).
+//!
+//! The write path (`RecordLog`, `append_records`, `wait_durable`) and the load path
+//! (`replay_log`) are generic over the log's storage, so `power_cut_tests` runs this very
+//! code on the simulated storage and cuts power under it.
 
 pub mod group;
 #[cfg(test)]
