@@ -1261,7 +1261,8 @@ pub async fn delete_offsets(
 /// loaded yet are loaded and cleaned in the background.
 pub fn on_topics_deleted(topics: Vec<String>) -> impl std::future::Future<Output = ()> {
     let mut durable: Vec<(i32, Offset)> = Vec::new();
-    if !topics.is_empty() {
+    // The offsets topic itself going: its partitions close with this view, nothing to clean.
+    if !topics.is_empty() && !topics.iter().any(|t| t == OFFSETS_TOPIC) {
         let mut local: Vec<i32> = state()
             .partitions
             .borrow()
