@@ -542,3 +542,110 @@ def test_committed_offsets_survive_restart(gbroker, topic_name, kill):
     c.close()
     assert committed is not None
     assert [tp.offset for tp in committed] == [7, 3]
+
+
+# ----- topic deletion --------------------------------------------------------------------------
+
+
+def retry_coordinator(f, what):
+    """f() retried while the coordinator loads its partition (COORDINATOR_LOAD_IN_PROGRESS
+    and the like, which clients retry)."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            return f()
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def commit_offsets(bootstrap, group, offsets):
+    """Commit from outside the group (no member, generation -1), as admin tools do."""
+    c = ck_consumer(bootstrap, group)
+    try:
+        retry_coordinator(
+            lambda: c.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False),
+            "commit",
+        )
+    finally:
+        c.close()
+
+
+def committed_ck(bootstrap, group, tps):
+    """OffsetFetch of named partitions through librdkafka: {(topic, partition): offset}."""
+    c = ck_consumer(bootstrap, group)
+    try:
+        got = retry_coordinator(lambda: c.committed([TopicPartition(t, p) for t, p in tps], timeout=10), "committed")
+    finally:
+        c.close()
+    return {(tp.topic, tp.partition): tp.offset for tp in got}
+
+
+def all_committed_kp(bootstrap, group):
+    """OffsetFetch of every committed partition through kafka-python: {(topic, partition): offset}."""
+    from kafka import KafkaAdminClient
+
+    a = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        got = retry_coordinator(lambda: a.list_group_offsets({group: None}), "list_group_offsets")
+    finally:
+        a.close()
+    return {(tp.topic, tp.partition): om.offset for tp, om in got[group].items()}
+
+
+def listed_groups(bootstrap):
+    a = AdminClient({"bootstrap.servers": bootstrap})
+    return {g.group_id for g in a.list_consumer_groups(request_timeout=10).result().valid}
+
+
+def delete_topic(bootstrap, topic):
+    a = AdminClient({"bootstrap.servers": bootstrap})
+    a.delete_topics([topic], operation_timeout=30)[topic].result(60)
+
+
+def test_deleting_a_topic_removes_its_committed_offsets(gbroker, topic_name):
+    """Kafka's GroupMetadataManager drops the committed offsets of a deleted topic (with
+    tombstones), and an Empty group left without offsets goes with them. Checked with
+    librdkafka and kafka-python, through a kill -9 right after DeleteTopics, a topic
+    recreated under the same name, and a deletion that reaches a coordinator partition
+    not loaded since the restart."""
+    b = gbroker.bootstrap
+    gone, kept = f"{topic_name}-gone", f"{topic_name}-kept"
+    create_topic(b, gone, 2)
+    create_topic(b, kept, 1)
+    fill(b, gone, 2, 5)
+    fill(b, kept, 1, 5)
+    both, only_gone = group_name(), group_name()
+    commit_offsets(b, both, {(gone, 0): 4, (gone, 1): 2, (kept, 0): 3})
+    commit_offsets(b, only_gone, {(gone, 0): 1})
+    assert all_committed_kp(b, both) == {(gone, 0): 4, (gone, 1): 2, (kept, 0): 3}
+    assert all_committed_kp(b, only_gone) == {(gone, 0): 1}
+    assert {both, only_gone} <= listed_groups(b)
+
+    delete_topic(b, gone)
+    # At once: DeleteTopics returns after every shard installed the view without the topic.
+    assert all_committed_kp(b, both) == {(kept, 0): 3}
+    assert committed_ck(b, both, [(gone, 0), (gone, 1), (kept, 0)]) == {(gone, 0): -1001, (gone, 1): -1001, (kept, 0): 3}
+    groups = listed_groups(b)
+    assert both in groups
+    assert only_gone not in groups, "an Empty group left without offsets is removed (Kafka)"
+
+    # The same name again is a new topic: the old offsets do not come back.
+    create_topic(b, gone, 2)
+    assert committed_ck(b, both, [(gone, 0), (gone, 1)]) == {(gone, 0): -1001, (gone, 1): -1001}
+
+    # Durable: the tombstones were written before DeleteTopics answered.
+    gbroker.restart(kill=True)
+    assert all_committed_kp(b, both) == {(kept, 0): 3}
+    assert committed_ck(b, both, [(gone, 0)]) == {(gone, 0): -1001}
+    assert only_gone not in listed_groups(b)
+
+    # A deletion reaching coordinator partitions that nobody touched since a restart:
+    # they are loaded, then cleaned.
+    gbroker.restart(kill=False)
+    delete_topic(b, kept)
+    assert committed_ck(b, both, [(kept, 0)]) == {(kept, 0): -1001}
+    assert all_committed_kp(b, both) == {}
+    gbroker.restart(kill=True)
+    assert all_committed_kp(b, both) == {}

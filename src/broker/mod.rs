@@ -110,7 +110,10 @@ pub async fn install_view(view: Arc<ClusterView>) {
         }
     }
     st.table.borrow_mut().apply(view.revision, &updates);
-    *st.view.borrow_mut() = view.clone();
+    let old_view = st.view.replace(view.clone());
+    // Committed offsets of deleted topics go with them: removed before any request sees the
+    // view, their tombstones durable before this install (and so DeleteTopics) completes.
+    let offsets_cleaned = crate::coordinator::on_topics_deleted(deleted_topics(&old_view, &view));
 
     let owned = st.table.borrow().owned_by(st.id);
     for tp in owned {
@@ -164,6 +167,17 @@ pub async fn install_view(view: Arc<ClusterView>) {
             }
         }
     }
+    offsets_cleaned.await;
+}
+
+/// Topics of `old` that `new` no longer has (by name and id: a topic deleted and created
+/// again under the same name between two views is deleted too).
+fn deleted_topics(old: &ClusterView, new: &ClusterView) -> Vec<String> {
+    old.topics
+        .values()
+        .filter(|t| new.topic(&t.name).is_none_or(|n| n.id != t.id))
+        .map(|t| t.name.to_string())
+        .collect()
 }
 
 async fn open_partition(

@@ -168,8 +168,46 @@ pub enum Event {
         member_id: String,
         result: Result<SyncResponse>,
     },
-    /// The group's membership or assignment changed: write its metadata record.
+    /// The group's membership changed: write its metadata record (nobody waits for it).
     Persist,
+    /// The leader's SyncGroup: write `value` (the group record carrying the new assignment)
+    /// and call [`Group::complete_store`] with `store_id` once it is durable or failed. As
+    /// in Kafka, no SyncGroup response of the generation goes out before that: a member
+    /// never acts on an assignment that a crash could take back.
+    StoreAssignment {
+        store_id: u64,
+        value: super::records::GroupValue,
+    },
+}
+
+/// Why a group record could not be stored, mapped as Kafka's group coordinator maps append
+/// errors for SyncGroup (`appendGroupMetadataErrorToResponseError`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreFailure {
+    /// The partition is not led here or its log failed (NOT_LEADER_OR_FOLLOWER,
+    /// KAFKA_STORAGE_ERROR): NOT_COORDINATOR, the client looks the coordinator up again.
+    NotCoordinator,
+    /// Anything transient (not enough replicas, timeout, backpressure):
+    /// COORDINATOR_NOT_AVAILABLE, the client retries.
+    CoordinatorNotAvailable,
+}
+
+impl StoreFailure {
+    pub fn error(self, group_id: &str) -> Error {
+        let what = format!("{group_id}: group metadata not stored");
+        match self {
+            StoreFailure::NotCoordinator => Error::NotCoordinator(what),
+            StoreFailure::CoordinatorNotAvailable => Error::CoordinatorNotAvailable(what),
+        }
+    }
+}
+
+/// A leader's assignment waiting for its group record to be durable.
+#[derive(Debug)]
+struct PendingStore {
+    store_id: u64,
+    generation_id: i32,
+    assignments: HashMap<String, Bytes>,
 }
 
 /// A committed offset, with the log offset of the record that holds it (so a late
@@ -209,6 +247,9 @@ pub struct Group {
     pending_members: BTreeMap<String, i64>,
     rebalance_deadline_ms: Option<i64>,
     initial_delay: Option<InitialDelay>,
+    /// The leader's assignment while its record is being stored (CompletingRebalance).
+    pending_store: Option<PendingStore>,
+    next_store_id: u64,
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
     events: Vec<Event>,
     config: GroupConfig,
@@ -229,6 +270,8 @@ impl Group {
             pending_members: BTreeMap::new(),
             rebalance_deadline_ms: None,
             initial_delay: None,
+            pending_store: None,
+            next_store_id: 0,
             offsets: BTreeMap::new(),
             events: Vec::new(),
             config,
@@ -314,6 +357,11 @@ impl Group {
 
     /// The record to persist for the current generation.
     pub fn to_value(&self) -> super::records::GroupValue {
+        self.value_with(|m| m.assignment.clone())
+    }
+
+    /// The group record with each member's assignment taken from `assignment`.
+    fn value_with(&self, assignment: impl Fn(&Member) -> Bytes) -> super::records::GroupValue {
         let protocol = self.protocol_name.clone();
         super::records::GroupValue {
             protocol_type: self.protocol_type.clone().unwrap_or_default(),
@@ -335,7 +383,7 @@ impl Group {
                         .as_deref()
                         .map(|p| m.metadata(p))
                         .unwrap_or_default(),
-                    assignment: m.assignment.clone(),
+                    assignment: assignment(m),
                 })
                 .collect(),
         }
@@ -636,6 +684,7 @@ impl Group {
     }
 
     fn reset_assignments_and_fail_syncs(&mut self) {
+        self.pending_store = None;
         for m in self.members.values_mut() {
             m.assignment = Bytes::new();
             if m.awaiting_sync {
@@ -862,13 +911,59 @@ impl Group {
                 if self.leader.as_deref() != Some(member_id) {
                     return Outcome::Later(member_id.to_string());
                 }
-                let mut given: HashMap<String, Bytes> = assignments.into_iter().collect();
+                // Kafka: the assignment is stored first; every SyncGroup response of this
+                // generation (the leader's too) waits for the record in `complete_store`.
+                let given: HashMap<String, Bytes> = assignments.into_iter().collect();
+                let assignments: HashMap<String, Bytes> = self
+                    .members
+                    .keys()
+                    .map(|id| (id.clone(), given.get(id).cloned().unwrap_or_default()))
+                    .collect();
+                let value = self.value_with(|m| assignments[&m.member_id].clone());
+                let store_id = self.next_store_id;
+                self.next_store_id += 1;
+                self.pending_store = Some(PendingStore {
+                    store_id,
+                    generation_id: self.generation_id,
+                    assignments,
+                });
+                self.events.push(Event::StoreAssignment { store_id, value });
+                Outcome::Later(member_id.to_string())
+            }
+        }
+    }
+
+    /// The outcome of storing the leader's assignment ([`Event::StoreAssignment`]). Stored:
+    /// the group becomes Stable and every waiting member gets its assignment. Failed: they
+    /// get the mapped error and the group rebalances (Kafka `resetAndPropagateAssignmentError`
+    /// then `maybePrepareRebalance`). A store the group has moved past (another rebalance, a
+    /// newer leader SyncGroup) changes nothing.
+    pub fn complete_store(
+        &mut self,
+        store_id: u64,
+        result: std::result::Result<(), StoreFailure>,
+        now_ms: i64,
+    ) {
+        let current = self
+            .pending_store
+            .as_ref()
+            .is_some_and(|p| p.store_id == store_id);
+        if !current {
+            return;
+        }
+        let pending = self.pending_store.take().expect("checked");
+        if self.state != GroupState::CompletingRebalance
+            || self.generation_id != pending.generation_id
+        {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                let mut assignments = pending.assignments;
                 for m in self.members.values_mut() {
-                    m.assignment = given.remove(&m.member_id).unwrap_or_default();
+                    m.assignment = assignments.remove(&m.member_id).unwrap_or_default();
                 }
                 self.transition(GroupState::Stable, now_ms);
-                self.events.push(Event::Persist);
-                let mut own = None;
                 let waiting: Vec<(String, Bytes)> = self
                     .members
                     .values_mut()
@@ -880,18 +975,27 @@ impl Group {
                     .collect();
                 for (id, assignment) in waiting {
                     let response = self.sync_response(assignment);
-                    if id == member_id {
-                        own = Some(response);
-                    } else {
+                    self.events.push(Event::Synced {
+                        member_id: id,
+                        result: Ok(response),
+                    });
+                }
+            }
+            Err(failure) => {
+                for m in self.members.values_mut() {
+                    m.assignment = Bytes::new();
+                    if m.awaiting_sync {
+                        m.awaiting_sync = false;
                         self.events.push(Event::Synced {
-                            member_id: id,
-                            result: Ok(response),
+                            member_id: m.member_id.clone(),
+                            result: Err(failure.error(&self.id)),
                         });
                     }
                 }
-                Outcome::Now(Ok(own.expect("the leader was awaiting sync")))
+                self.prepare_rebalance(now_ms);
             }
         }
+        self.tick(now_ms);
     }
 
     fn sync_response(&self, assignment: Bytes) -> SyncResponse {

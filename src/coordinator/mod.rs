@@ -14,9 +14,18 @@
 //! pure: the waiting JoinGroup/SyncGroup responses (oneshot senders keyed by member id),
 //! one glommio timer per group armed for the group's next deadline (no polling), the
 //! writes to the partition, and offset expiry. An offset commit is applied to memory and
-//! acknowledged only once its record is durable (`Partition::wait_committed`).
+//! acknowledged only once its record is durable (`Partition::wait_committed`); likewise
+//! the SyncGroup responses of a rebalance wait for the leader's group record
+//! ([`group::Event::StoreAssignment`]), as Kafka's `storeGroup` does. A deleted topic's
+//! committed offsets are dropped with tombstones ([`on_topics_deleted`]).
+//!
+//! The write path (`RecordLog`, `append_records`, `wait_durable`) and the load path
+//! (`replay_log`) are generic over the log's storage, so `power_cut_tests` runs this very
+//! code on the simulated storage and cuts power under it.
 
 pub mod group;
+#[cfg(test)]
+mod power_cut_tests;
 pub mod records;
 
 use std::cell::{Cell, RefCell};
@@ -28,14 +37,18 @@ use bytes::{Bytes, BytesMut};
 use futures::channel::oneshot;
 use shards::batch::{BatchBuilder, Compression};
 use shards::clock::Clock;
+use shards::log::Log;
 use shards::partition::Partition;
+use shards::storage::Storage;
 use shards::{Offset, ShardId, TopicPartition};
 use tracing::{debug, info, warn};
 
 use crate::broker::state;
 use crate::error::{Error, Result};
 use crate::metadata::store::NewTopic;
-use group::{CommittedOffset, Event, Group, GroupConfig, GroupState, JoinParams, Outcome};
+use group::{
+    CommittedOffset, Event, Group, GroupConfig, GroupState, JoinParams, Outcome, StoreFailure,
+};
 pub use group::{JoinResponse, SyncResponse};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -349,50 +362,88 @@ pub fn preload(index: i32) {
 /// Batches one replay read may hold (1 MiB of the smallest possible batches).
 const REPLAY_BATCHES_PER_CHUNK_MAX: usize = 1 << 14;
 
-/// Replay the partition from its start to the high watermark. Returns the record count.
-async fn replay(slot: &Slot, partition: &Partition) -> Result<u64> {
-    let now = now_ms();
-    let config = group_config();
-    let mut offset = partition.log_start_offset();
-    let high_watermark = partition.high_watermark();
-    let mut count = 0u64;
-    while offset < high_watermark {
-        let read = partition.read(offset, REPLAY_READ_BYTES).await?;
+/// What replaying an offsets partition rebuilds: its groups, and how many records it read.
+pub(crate) struct Replayed {
+    pub groups: BTreeMap<String, Group>,
+    pub records: u64,
+}
+
+/// Replay `log` from `from` to `to` (exclusive; the high watermark) into groups: the load
+/// path of a coordinator, generic over the storage so power-cut tests run it on the
+/// simulated storage. Records that do not decode are skipped (logged), not fatal.
+pub(crate) async fn replay_log<S: Storage>(
+    log: &Log<S>,
+    from: Offset,
+    to: Offset,
+    now_ms: i64,
+    config: &GroupConfig,
+) -> Result<Replayed> {
+    let mut out = Replayed {
+        groups: BTreeMap::new(),
+        records: 0,
+    };
+    let mut offset = from;
+    while offset < to {
+        let read = log.read(offset, to, REPLAY_READ_BYTES).await?;
         if read.chunks.is_empty() {
             break;
         }
-        // A chunk holds one or more whole stored batches.
-        let mut batches = Vec::new();
         for chunk in &read.chunks {
-            batches.extend(shards::batch::split_batches(
-                chunk,
-                REPLAY_BATCHES_PER_CHUNK_MAX,
-            )?);
-        }
-        for (header, batch) in batches {
-            let next = Offset(header.last_offset() + 1);
-            if header.is_control() || next <= offset {
-                offset = offset.max(next);
-                continue;
-            }
-            for r in shards::batch::records(&batch, REPLAY_BATCH_BYTES_MAX)? {
-                let record_offset = header.base_offset + r.offset_delta as i64;
-                if record_offset < offset.0 {
-                    continue;
-                }
-                count += 1;
-                let Some(key) = r.key else { continue };
-                if let Err(e) = apply_record(slot, key, r.value, record_offset, now, &config) {
-                    warn!(
-                        partition = slot.index,
-                        record_offset, "skipping record: {e}"
-                    );
-                }
-            }
-            offset = next;
+            offset = replay_chunk(&mut out, chunk, offset, now_ms, config)?;
         }
     }
-    Ok(count)
+    Ok(out)
+}
+
+/// Apply one chunk of whole stored batches from `offset` on; returns the next offset.
+fn replay_chunk(
+    out: &mut Replayed,
+    chunk: &Bytes,
+    mut offset: Offset,
+    now_ms: i64,
+    config: &GroupConfig,
+) -> Result<Offset> {
+    for (header, batch) in shards::batch::split_batches(chunk, REPLAY_BATCHES_PER_CHUNK_MAX)? {
+        let next = Offset(header.last_offset() + 1);
+        if header.is_control() || next <= offset {
+            offset = offset.max(next);
+            continue;
+        }
+        for r in shards::batch::records(&batch, REPLAY_BATCH_BYTES_MAX)? {
+            let record_offset = header.base_offset + r.offset_delta as i64;
+            if record_offset < offset.0 {
+                continue;
+            }
+            out.records += 1;
+            let Some(key) = r.key else { continue };
+            if let Err(e) =
+                apply_record(&mut out.groups, key, r.value, record_offset, now_ms, config)
+            {
+                warn!(record_offset, "skipping {OFFSETS_TOPIC} record: {e}");
+            }
+        }
+        offset = next;
+    }
+    Ok(offset)
+}
+
+/// Replay the partition from its start to the high watermark into `slot`. Returns the
+/// record count.
+async fn replay(slot: &Slot, partition: &Partition) -> Result<u64> {
+    let replayed = replay_log(
+        partition.log(),
+        partition.log_start_offset(),
+        partition.high_watermark(),
+        now_ms(),
+        &group_config(),
+    )
+    .await?;
+    let mut groups = slot.groups.borrow_mut();
+    groups.clear();
+    for (id, group) in replayed.groups {
+        groups.insert(id, new_cell(group));
+    }
+    Ok(replayed.records)
 }
 
 fn new_cell(group: Group) -> Rc<GroupCell> {
@@ -404,21 +455,25 @@ fn new_cell(group: Group) -> Rc<GroupCell> {
     })
 }
 
+/// One record of `__consumer_offsets` applied to the groups being rebuilt.
 fn apply_record(
-    slot: &Slot,
+    groups: &mut BTreeMap<String, Group>,
     key: Bytes,
     value: Option<Bytes>,
     record_offset: i64,
-    now: i64,
+    now_ms: i64,
     config: &GroupConfig,
 ) -> Result<()> {
-    let get_or_create = |id: &str| {
-        slot.groups
-            .borrow_mut()
-            .entry(id.to_string())
-            .or_insert_with(|| new_cell(Group::new(id.to_string(), config.clone(), now)))
-            .clone()
-    };
+    fn get_or_create<'a>(
+        groups: &'a mut BTreeMap<String, Group>,
+        id: String,
+        now_ms: i64,
+        config: &GroupConfig,
+    ) -> &'a mut Group {
+        groups
+            .entry(id.clone())
+            .or_insert_with(|| Group::new(id, config.clone(), now_ms))
+    }
     match records::decode_key(key)? {
         records::RecordKey::Offset {
             group,
@@ -426,48 +481,71 @@ fn apply_record(
             partition,
         } => match value {
             None => {
-                if let Some(cell) = slot.groups.borrow().get(&group) {
-                    cell.group.borrow_mut().offsets.remove(&(topic, partition));
+                if let Some(g) = groups.get_mut(&group) {
+                    g.offsets.remove(&(topic, partition));
                 }
             }
             Some(v) => {
                 let v = records::decode_offset_value(v)?;
-                let cell = get_or_create(&group);
-                cell.group.borrow_mut().apply_offset(
+                get_or_create(groups, group, now_ms, config).apply_offset(
                     &topic,
                     partition,
-                    CommittedOffset {
-                        offset: v.offset,
-                        leader_epoch: v.leader_epoch,
-                        metadata: v.metadata,
-                        commit_timestamp_ms: v.commit_timestamp_ms,
-                        expire_timestamp_ms: v.expire_timestamp_ms,
-                        record_offset,
-                    },
+                    committed_offset(v, record_offset),
                 );
             }
         },
         records::RecordKey::Group { group } => match value {
             None => {
-                slot.groups.borrow_mut().remove(&group);
+                groups.remove(&group);
             }
             Some(v) => {
                 let v = records::decode_group_value(v)?;
-                let cell = get_or_create(&group);
-                cell.group.borrow_mut().restore(&v, now);
+                get_or_create(groups, group, now_ms, config).restore(&v, now_ms);
             }
         },
     }
     Ok(())
 }
 
+fn committed_offset(v: records::OffsetValue, record_offset: i64) -> CommittedOffset {
+    CommittedOffset {
+        offset: v.offset,
+        leader_epoch: v.leader_epoch,
+        metadata: v.metadata,
+        commit_timestamp_ms: v.commit_timestamp_ms,
+        expire_timestamp_ms: v.expire_timestamp_ms,
+        record_offset,
+    }
+}
+
 // ----- writes ------------------------------------------------------------------------------
+
+/// The log the coordinator writes its records to: the offsets partition in the broker, a
+/// log on the simulated storage in power-cut tests.
+#[allow(async_fn_in_trait)]
+pub(crate) trait RecordLog {
+    /// Stage 1: append (offsets assigned, order fixed), synchronously.
+    fn append_batch(&self, batch: BytesMut) -> shards::Result<shards::log::AppendInfo>;
+    /// Stage 2: resolves once everything up to `last` is durable (what the broker acks).
+    async fn wait_durable(&self, last: Offset) -> shards::Result<()>;
+}
+
+impl RecordLog for Partition {
+    fn append_batch(&self, batch: BytesMut) -> shards::Result<shards::log::AppendInfo> {
+        self.append(batch)
+    }
+    async fn wait_durable(&self, last: Offset) -> shards::Result<()> {
+        self.wait_committed(last).await
+    }
+}
 
 /// Stage 1 of a write: append the records (synchronously, so their order is fixed) and
 /// return each record's offset and the last offset to wait for.
-fn append_records(index: i32, recs: &[(Bytes, Option<Bytes>)]) -> Result<(Vec<i64>, Offset)> {
-    let partition = local_partition(index)?;
-    let now = now_ms();
+pub(crate) fn append_records<L: RecordLog + ?Sized>(
+    log: &L,
+    recs: &[(Bytes, Option<Bytes>)],
+    now_ms: i64,
+) -> Result<(Vec<i64>, Offset)> {
     let mut offsets = Vec::with_capacity(recs.len());
     let mut last = Offset(-1);
     let mut start = 0;
@@ -482,11 +560,11 @@ fn append_records(index: i32, recs: &[(Bytes, Option<Bytes>)]) -> Result<(Vec<i6
                 break;
             }
             bytes += size;
-            builder.push(Some(k), v.as_deref(), &[], now);
+            builder.push(Some(k), v.as_deref(), &[], now_ms);
             end += 1;
         }
         let batch = BytesMut::from(&builder.build()[..]);
-        let info = partition.append(batch)?;
+        let info = log.append_batch(batch)?;
         assert_eq!(
             info.last_offset.0 - info.base_offset.0,
             (end - start) as i64 - 1,
@@ -496,15 +574,74 @@ fn append_records(index: i32, recs: &[(Bytes, Option<Bytes>)]) -> Result<(Vec<i6
         last = info.last_offset;
         start = end;
     }
+    assert_eq!(offsets.len(), recs.len());
     Ok((offsets, last))
 }
 
-async fn wait_durable(index: i32, last: Offset) -> Result<()> {
+/// Stage 2 of a write: wait until `last` (from [`append_records`]) is durable.
+pub(crate) async fn wait_durable<L: RecordLog + ?Sized>(log: &L, last: Offset) -> Result<()> {
     if last.0 < 0 {
         return Ok(());
     }
-    local_partition(index)?.wait_committed(last).await?;
+    log.wait_durable(last).await?;
     Ok(())
+}
+
+/// [`append_records`] to the local offsets partition `index`.
+fn append_local(index: i32, recs: &[(Bytes, Option<Bytes>)]) -> Result<(Vec<i64>, Offset)> {
+    append_records(&*local_partition(index)?, recs, now_ms())
+}
+
+/// [`wait_durable`] on the local offsets partition `index`.
+async fn wait_local(index: i32, last: Offset) -> Result<()> {
+    if last.0 < 0 {
+        return Ok(());
+    }
+    wait_durable(&*local_partition(index)?, last).await
+}
+
+/// Kafka's mapping of a failed group-metadata append to the SyncGroup error
+/// (`appendGroupMetadataErrorToResponseError`): the partition is gone from this shard or
+/// its log failed (NOT_LEADER_OR_FOLLOWER, KAFKA_STORAGE_ERROR) → NOT_COORDINATOR;
+/// anything else (backpressure, timeouts, not enough replicas) → COORDINATOR_NOT_AVAILABLE.
+pub(crate) fn store_failure(e: &Error) -> StoreFailure {
+    use shards::Error as E;
+    match e {
+        Error::NotCoordinator(_)
+        | Error::NotLeader(_)
+        | Error::Io { .. }
+        | Error::Engine(
+            E::Io { .. } | E::LogFailed(_) | E::Closed | E::ShardUnavailable(_) | E::Corrupt { .. },
+        ) => StoreFailure::NotCoordinator,
+        _ => StoreFailure::CoordinatorNotAvailable,
+    }
+}
+
+/// Append the group record of a leader's assignment now (its place in the log is fixed
+/// here), and return what resolves once it is durable: the SyncGroup responses of the
+/// generation wait for it ([`Group::complete_store`]).
+pub(crate) fn store_group_record<L: RecordLog + ?Sized + 'static>(
+    log: Rc<L>,
+    group_id: &str,
+    value: &records::GroupValue,
+    now_ms: i64,
+) -> impl std::future::Future<Output = std::result::Result<(), StoreFailure>> + 'static {
+    let record = (
+        records::encode_group_key(group_id),
+        Some(records::encode_group_value(value)),
+    );
+    let appended = append_records(&*log, &[record], now_ms);
+    let group_id = group_id.to_string();
+    async move {
+        let result = match appended {
+            Ok((_, last)) => wait_durable(&*log, last).await,
+            Err(e) => Err(e),
+        };
+        result.map_err(|e| {
+            warn!(group = %group_id, "group metadata not stored: {e}");
+            store_failure(&e)
+        })
+    }
 }
 
 fn group_record(group: &Group) -> (Bytes, Option<Bytes>) {
@@ -531,17 +668,20 @@ fn after_op(cell: &Rc<GroupCell>, slot: &Rc<Slot>) {
                 }
             }
             Event::Persist => persist = true,
+            Event::StoreAssignment { store_id, value } => {
+                store_assignment(cell, slot, store_id, &value)
+            }
         }
     }
     if persist {
         // Membership is soft state (members rejoin after a coordinator move); the record
         // lets a restarted coordinator keep generations and static members.
         let record = group_record(&cell.group.borrow());
-        match append_records(slot.index, &[record]) {
+        match append_local(slot.index, &[record]) {
             Ok((_, last)) => {
                 let index = slot.index;
                 shards::runtime::spawn_latency(async move {
-                    if let Err(e) = wait_durable(index, last).await {
+                    if let Err(e) = wait_local(index, last).await {
                         warn!(partition = index, "group metadata not durable: {e}");
                     }
                 });
@@ -550,6 +690,29 @@ fn after_op(cell: &Rc<GroupCell>, slot: &Rc<Slot>) {
         }
     }
     schedule(cell, slot);
+}
+
+/// The leader's SyncGroup: store the group record, then answer the generation's SyncGroups.
+fn store_assignment(
+    cell: &Rc<GroupCell>,
+    slot: &Rc<Slot>,
+    store_id: u64,
+    value: &records::GroupValue,
+) {
+    let group_id = cell.group.borrow().id.clone();
+    let stored = match local_partition(slot.index) {
+        Ok(p) => futures::future::Either::Left(store_group_record(p, &group_id, value, now_ms())),
+        Err(e) => futures::future::Either::Right(futures::future::ready(Err(store_failure(&e)))),
+    };
+    let cell = cell.clone();
+    let slot = slot.clone();
+    shards::runtime::spawn_latency(async move {
+        let result = stored.await;
+        cell.group
+            .borrow_mut()
+            .complete_store(store_id, result, now_ms());
+        after_op(&cell, &slot);
+    });
 }
 
 /// Arm the group's timer for its next deadline, unless an earlier one is armed already.
@@ -766,57 +929,57 @@ pub async fn commit(index: i32, group_id: String, p: CommitParams) -> Pending<Ve
     } else {
         -1
     };
+    let view = state().view();
     let mut results: Vec<Option<Result<()>>> = Vec::with_capacity(p.parts.len());
     let mut recs = Vec::new();
     let mut values = Vec::new();
     for part in &p.parts {
-        let metadata = part.metadata.clone().unwrap_or_default();
-        if metadata.len() > metadata_max {
-            results.push(Some(Err(Error::OffsetMetadataTooLarge(metadata.len()))));
+        let metadata_len = part.metadata.as_ref().map_or(0, String::len);
+        if metadata_len > metadata_max {
+            results.push(Some(Err(Error::OffsetMetadataTooLarge(metadata_len))));
             continue;
         }
-        let value = records::OffsetValue {
-            offset: part.offset,
-            leader_epoch: part.leader_epoch,
-            metadata,
-            commit_timestamp_ms: now,
-            expire_timestamp_ms: expire_ms,
-        };
-        recs.push((
-            records::encode_offset_key(&group_id, &part.topic, part.partition),
-            Some(records::encode_offset_value(&value)),
-        ));
-        values.push((results.len(), part.clone(), value));
+        // Checked again here, on the home shard, whose view orders this append against
+        // the tombstones of a topic deletion (`on_topics_deleted`): the front shard's
+        // check may have used an older view.
+        let topic_id = view.topic(&part.topic).map(|t| t.id);
+        if view.partition(&part.topic, part.partition).is_none() {
+            results.push(Some(Err(Error::UnknownTopicOrPartition(format!(
+                "{}-{}",
+                part.topic, part.partition
+            )))));
+            continue;
+        }
+        let (record, value) = commit_record(&group_id, part, now, expire_ms);
+        recs.push(record);
+        values.push((results.len(), part.clone(), value, topic_id));
         results.push(None);
     }
-    let (offsets, last) = match append_records(slot.index, &recs) {
+    let (offsets, last) = match append_local(slot.index, &recs) {
         Ok(v) => v,
-        Err(e) => return ready(Err(e)),
+        Err(e) => return ready(Err(store_failure(&e).error(&group_id))),
     };
     let (tx, rx) = oneshot::channel();
     shards::runtime::spawn_latency(async move {
-        let durable = wait_durable(slot.index, last).await;
-        let mut failed = None;
-        if let Err(e) = durable {
+        let durable = wait_local(slot.index, last).await;
+        let failed = durable.err().map(|e| {
             warn!(group = %group_id, "offset commit not durable: {e}");
-            failed = Some(crate::api::codes::code_of(&e));
-        }
-        for ((slot_i, part, value), record_offset) in values.into_iter().zip(offsets) {
+            store_failure(&e)
+        });
+        // A topic deleted while its commit was in flight: its tombstone follows the
+        // record in the log, so memory must not take the offset back either.
+        let view = state().view();
+        for ((slot_i, part, value, topic_id), record_offset) in values.into_iter().zip(offsets) {
             results[slot_i] = Some(match failed {
-                Some(_) => Err(Error::CoordinatorNotAvailable(group_id.clone())),
+                Some(f) => Err(f.error(&group_id)),
                 None => {
-                    cell.group.borrow_mut().apply_offset(
-                        &part.topic,
-                        part.partition,
-                        CommittedOffset {
-                            offset: value.offset,
-                            leader_epoch: value.leader_epoch,
-                            metadata: value.metadata,
-                            commit_timestamp_ms: value.commit_timestamp_ms,
-                            expire_timestamp_ms: value.expire_timestamp_ms,
-                            record_offset,
-                        },
-                    );
+                    if view.topic(&part.topic).map(|t| t.id) == topic_id {
+                        cell.group.borrow_mut().apply_offset(
+                            &part.topic,
+                            part.partition,
+                            committed_offset(value, record_offset),
+                        );
+                    }
                     Ok(())
                 }
             });
@@ -828,6 +991,28 @@ pub async fn commit(index: i32, group_id: String, p: CommitParams) -> Pending<Ve
         let _ = tx.send(Ok(results));
     });
     rx
+}
+
+/// The `__consumer_offsets` record (key, value) of one committed offset, and the value
+/// applied to memory once the record is durable.
+pub(crate) fn commit_record(
+    group_id: &str,
+    part: &CommitPart,
+    now_ms: i64,
+    expire_ms: i64,
+) -> ((Bytes, Option<Bytes>), records::OffsetValue) {
+    let value = records::OffsetValue {
+        offset: part.offset,
+        leader_epoch: part.leader_epoch,
+        metadata: part.metadata.clone().unwrap_or_default(),
+        commit_timestamp_ms: now_ms,
+        expire_timestamp_ms: expire_ms,
+    };
+    let record = (
+        records::encode_offset_key(group_id, &part.topic, part.partition),
+        Some(records::encode_offset_value(&value)),
+    );
+    (record, value)
 }
 
 /// A committed offset as OffsetFetch reports it.
@@ -986,7 +1171,7 @@ pub async fn delete_group(index: i32, group_id: String) -> Pending<()> {
             .map(|(t, p)| (records::encode_offset_key(&group_id, t, *p), None))
             .collect();
         recs.push((records::encode_group_key(&group_id), None));
-        let (_, last) = append_records(slot.index, &recs)?;
+        let (_, last) = append_local(slot.index, &recs)?;
         Ok((slot, last))
     };
     let (slot, last) = match run.await {
@@ -995,7 +1180,7 @@ pub async fn delete_group(index: i32, group_id: String) -> Pending<()> {
     };
     let (tx, rx) = oneshot::channel();
     shards::runtime::spawn_latency(async move {
-        let result = wait_durable(slot.index, last).await;
+        let result = wait_local(slot.index, last).await;
         if result.is_ok() {
             slot.groups.borrow_mut().remove(&group_id);
         }
@@ -1043,7 +1228,7 @@ pub async fn delete_offsets(
             results.push(Ok(()));
         }
         drop(g);
-        let (_, last) = append_records(slot.index, &recs)?;
+        let (_, last) = append_local(slot.index, &recs)?;
         Ok((cell, results, gone, last, slot.index))
     };
     let (cell, results, gone, last, index) = match run.await {
@@ -1052,7 +1237,7 @@ pub async fn delete_offsets(
     };
     let (tx, rx) = oneshot::channel();
     shards::runtime::spawn_latency(async move {
-        if let Err(e) = wait_durable(index, last).await {
+        if let Err(e) = wait_local(index, last).await {
             let _ = tx.send(Err(e));
             return;
         }
@@ -1063,6 +1248,147 @@ pub async fn delete_offsets(
         let _ = tx.send(Ok(results));
     });
     rx
+}
+
+/// Topic deletion (Kafka `onPartitionsDeleted`), called on every shard as it installs a
+/// view without `topics`: every group of every offsets partition homed here loses its
+/// committed offsets of those topics, with tombstones so that a restart does not bring
+/// them back, and an Empty group left without offsets goes (Dead, group tombstone), as in
+/// Kafka's `cleanupGroupMetadata`. Loaded partitions are cleaned in this call — before
+/// any request sees the new view, so OffsetFetch never returns them again and a commit
+/// for the deleted topic cannot slip in between (commits re-check the view on this
+/// shard); the returned future resolves once their tombstones are durable. Partitions not
+/// loaded yet are loaded and cleaned in the background.
+pub fn on_topics_deleted(topics: Vec<String>) -> impl std::future::Future<Output = ()> {
+    let mut durable: Vec<(i32, Offset)> = Vec::new();
+    // The offsets topic itself going: its partitions close with this view, nothing to clean.
+    if !topics.is_empty() && !topics.iter().any(|t| t == OFFSETS_TOPIC) {
+        let mut local: Vec<i32> = state()
+            .partitions
+            .borrow()
+            .keys()
+            .filter(|tp| &*tp.topic == OFFSETS_TOPIC)
+            .map(|tp| tp.partition)
+            .collect();
+        local.sort_unstable();
+        let mut unloaded = Vec::new();
+        for index in local {
+            match loaded_slot(index) {
+                Some(s) => durable.extend(remove_topic_offsets(&s, &topics)),
+                None => unloaded.push(index),
+            }
+        }
+        if !unloaded.is_empty() {
+            shards::runtime::spawn_latency(async move {
+                for index in unloaded {
+                    match slot(index).await {
+                        Ok(s) => {
+                            if let Some((index, last)) = remove_topic_offsets(&s, &topics) {
+                                wait_tombstones(index, last).await;
+                            }
+                        }
+                        Err(e) => warn!(
+                            partition = index,
+                            "offsets of deleted topics not removed (partition not loaded): {e}"
+                        ),
+                    }
+                }
+            });
+        }
+    }
+    async move {
+        for (index, last) in durable {
+            wait_tombstones(index, last).await;
+        }
+    }
+}
+
+async fn wait_tombstones(index: i32, last: Offset) {
+    if let Err(e) = wait_local(index, last).await {
+        warn!(
+            partition = index,
+            "tombstones of deleted topics not durable: {e}"
+        );
+    }
+}
+
+/// The slot of partition `index` if it is loaded from the partition open now.
+fn loaded_slot(index: i32) -> Option<Rc<Slot>> {
+    let partition = local_partition(index).ok()?;
+    let s = shard_coordinator().slots.borrow().get(&index).cloned()?;
+    (s.loaded.get() && s.partition_id == Rc::as_ptr(&partition) as usize).then_some(s)
+}
+
+/// Drop every committed offset of `topics` from the groups of `slot`, in memory now and in
+/// the log with tombstones; returns the partition and last offset to wait for.
+fn remove_topic_offsets(slot: &Slot, topics: &[String]) -> Option<(i32, Offset)> {
+    let now = now_ms();
+    let cells: Vec<Rc<GroupCell>> = slot.groups.borrow().values().cloned().collect();
+    let mut recs: Vec<(Bytes, Option<Bytes>)> = Vec::new();
+    let mut dead = Vec::new();
+    let mut removed = 0usize;
+    for cell in cells {
+        let mut g = cell.group.borrow_mut();
+        let (tombstones, gone, is_dead) = drop_topic_offsets(&mut g, topics, now);
+        recs.extend(tombstones);
+        removed += gone;
+        if is_dead {
+            dead.push(g.id.clone());
+        }
+    }
+    for id in &dead {
+        slot.groups.borrow_mut().remove(id);
+    }
+    if recs.is_empty() {
+        return None;
+    }
+    info!(
+        partition = slot.index,
+        offsets = removed,
+        groups_removed = dead.len(),
+        "removing committed offsets of deleted topics"
+    );
+    match append_local(slot.index, &recs) {
+        Ok((_, last)) => Some((slot.index, last)),
+        Err(e) => {
+            warn!(
+                partition = slot.index,
+                "cannot write tombstones of deleted topics: {e}"
+            );
+            None
+        }
+    }
+}
+
+/// Drop the committed offsets of `topics` from `g` (memory) and return their tombstones,
+/// how many there are, and whether the group died: an Empty group left without offsets
+/// is marked Dead and its own tombstone follows (Kafka `cleanupGroupMetadata`); the caller
+/// removes it from its slot.
+pub(crate) fn drop_topic_offsets(
+    g: &mut Group,
+    topics: &[String],
+    now_ms: i64,
+) -> (Vec<(Bytes, Option<Bytes>)>, usize, bool) {
+    let gone: Vec<(String, i32)> = g
+        .offsets
+        .keys()
+        .filter(|(t, _)| topics.iter().any(|d| d == t))
+        .cloned()
+        .collect();
+    if gone.is_empty() {
+        return (Vec::new(), 0, false);
+    }
+    let mut recs = Vec::with_capacity(gone.len() + 1);
+    for key in &gone {
+        g.offsets.remove(key);
+        recs.push((records::encode_offset_key(&g.id, &key.0, key.1), None));
+    }
+    let dead =
+        g.state() == GroupState::Empty && g.offsets.is_empty() && g.mark_dead(now_ms).is_ok();
+    if dead {
+        recs.push((records::encode_group_key(&g.id), None));
+    }
+    (recs, gone.len(), dead)
 }
 
 /// One background task per shard expires offsets (`offsets.retention.minutes`) every
@@ -1110,7 +1436,7 @@ fn expire_offsets(retention_ms: i64) {
             if drop_group {
                 recs.push((records::encode_group_key(&id), None));
             }
-            if let Err(e) = append_records(slot.index, &recs) {
+            if let Err(e) = append_local(slot.index, &recs) {
                 warn!(group = %id, "cannot expire offsets: {e}");
                 continue;
             }

@@ -56,6 +56,53 @@ fn synced(events: Vec<Event>) -> HashMap<String, Result<SyncResponse>> {
         .collect()
 }
 
+/// The leader's SyncGroup in CompletingRebalance: no response goes out (the leader's own
+/// included) until its group record is stored; storing it answers every waiting member.
+fn leader_sync(
+    g: &mut Group,
+    leader: &str,
+    instance: Option<&str>,
+    assignments: Vec<(String, Bytes)>,
+    now_ms: i64,
+) -> HashMap<String, Result<SyncResponse>> {
+    let generation = g.generation_id();
+    let outcome = g.sync(
+        leader,
+        instance,
+        generation,
+        None,
+        None,
+        assignments,
+        now_ms,
+    );
+    assert!(
+        matches!(outcome, Outcome::Later(ref id) if id == leader),
+        "the leader's sync waits for the store: {outcome:?}"
+    );
+    let (store_id, value) = take_store(g);
+    assert_eq!(value.generation, generation);
+    assert_eq!(g.state(), GroupState::CompletingRebalance);
+    g.complete_store(store_id, Ok(()), now_ms);
+    assert_eq!(g.state(), GroupState::Stable);
+    synced(g.take_events())
+}
+
+/// The one StoreAssignment event pending, with no SyncGroup answered yet.
+fn take_store(g: &mut Group) -> (u64, super::super::records::GroupValue) {
+    let mut stores = Vec::new();
+    for e in g.take_events() {
+        match e {
+            Event::StoreAssignment { store_id, value } => stores.push((store_id, value)),
+            Event::Synced { member_id, .. } => {
+                panic!("{member_id} answered before the group record was stored")
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(stores.len(), 1, "one group record to store");
+    stores.pop().expect("one")
+}
+
 /// KIP-394 first round trip: the member id comes back with MEMBER_ID_REQUIRED.
 fn member_id_for(g: &mut Group, clock: &ManualClock) -> String {
     match g.join(range(), clock.now_ms()) {
@@ -79,18 +126,18 @@ fn stable_with_one(clock: &ManualClock) -> (Group, String) {
     assert_eq!(r.leader, id);
     assert_eq!(r.members.len(), 1, "the leader gets the member list");
     assert_eq!(g.state(), GroupState::CompletingRebalance);
-    let Outcome::Now(Ok(sync)) = g.sync(
+    let answered = leader_sync(
+        &mut g,
         &id,
         None,
-        1,
-        Some("consumer"),
-        Some("range"),
         vec![(id.clone(), Bytes::from_static(b"a1"))],
         clock.now_ms(),
-    ) else {
-        panic!("the leader's sync answers at once");
-    };
-    assert_eq!(sync.assignment, Bytes::from_static(b"a1"));
+    );
+    assert_eq!(answered.len(), 1);
+    assert_eq!(
+        answered[&id].as_ref().unwrap().assignment,
+        Bytes::from_static(b"a1")
+    );
     assert_eq!(g.state(), GroupState::Stable);
     (g, id)
 }
@@ -175,11 +222,12 @@ fn second_member_triggers_rebalance_and_followers_wait_for_the_leader() {
         (a.clone(), Bytes::from_static(b"A")),
         (b.clone(), Bytes::from_static(b"B")),
     ];
-    let Outcome::Now(Ok(own)) = g.sync(&a, None, 2, None, None, assignments, clock.now_ms()) else {
-        panic!("leader sync");
-    };
-    assert_eq!(own.assignment, Bytes::from_static(b"A"));
-    let events = synced(g.take_events());
+    let events = leader_sync(&mut g, &a, None, assignments, clock.now_ms());
+    assert_eq!(events.len(), 2, "leader and follower answered together");
+    assert_eq!(
+        events[&a].as_ref().unwrap().assignment,
+        Bytes::from_static(b"A")
+    );
     assert_eq!(
         events[&b].as_ref().unwrap().assignment,
         Bytes::from_static(b"B")
@@ -201,9 +249,8 @@ fn session_timeout_evicts_a_silent_member() {
     g.join(params(&b, &[("range", b"r")]), clock.now_ms());
     g.join(params(&a, &[("range", b"r")]), clock.now_ms());
     joined(&mut g);
-    g.sync(&a, None, 2, None, None, vec![], clock.now_ms());
     g.sync(&b, None, 2, None, None, vec![], clock.now_ms());
-    g.take_events();
+    leader_sync(&mut g, &a, None, vec![], clock.now_ms());
     assert_eq!(g.state(), GroupState::Stable);
     // a keeps heartbeating, b goes silent.
     for _ in 0..3 {
@@ -298,17 +345,13 @@ fn static_member_rejoin_keeps_assignment_without_rebalance() {
         panic!("static join waits for the rebalance");
     };
     joined(&mut g);
-    let Outcome::Now(Ok(_)) = g.sync(
+    leader_sync(
+        &mut g,
         &first,
         Some("instance-1"),
-        1,
-        None,
-        None,
         vec![(first.clone(), Bytes::from_static(b"P0-3"))],
         0,
-    ) else {
-        panic!("sync");
-    };
+    );
     assert_eq!(g.state(), GroupState::Stable);
     // The process restarts: same instance id, no member id.
     clock.advance_ms(1_000);
@@ -518,4 +561,126 @@ fn subscription_topics_decode_and_reject_garbage() {
         None
     );
     assert_eq!(decode_subscription_topics(&sub[..9]), None);
+}
+
+/// Two members in CompletingRebalance (generation 2), the follower already waiting for its
+/// assignment; returns (group, leader, follower).
+fn completing_with_two(clock: &ManualClock) -> (Group, String, String) {
+    let (mut g, a) = stable_with_one(clock);
+    let b = member_id_for(&mut g, clock);
+    g.join(params(&b, &[("range", b"r")]), clock.now_ms());
+    g.join(params(&a, &[("range", b"r")]), clock.now_ms());
+    joined(&mut g);
+    assert_eq!(g.state(), GroupState::CompletingRebalance);
+    assert!(matches!(
+        g.sync(&b, None, 2, None, None, vec![], clock.now_ms()),
+        Outcome::Later(_)
+    ));
+    (g, a, b)
+}
+
+#[test]
+fn sync_answers_only_after_the_group_record_is_stored() {
+    let clock = ManualClock::new(0);
+    let (mut g, a, b) = completing_with_two(&clock);
+    let assignments = vec![
+        (a.clone(), Bytes::from_static(b"A")),
+        (b.clone(), Bytes::from_static(b"B")),
+    ];
+    let outcome = g.sync(&a, None, 2, None, None, assignments, clock.now_ms());
+    assert!(matches!(outcome, Outcome::Later(ref id) if *id == a));
+    let (store_id, value) = take_store(&mut g);
+    // The record carries the new generation and assignment, before memory does.
+    assert_eq!(value.generation, 2);
+    let stored: HashMap<String, Bytes> = value
+        .members
+        .iter()
+        .map(|m| (m.member_id.clone(), m.assignment.clone()))
+        .collect();
+    assert_eq!(stored[&a], Bytes::from_static(b"A"));
+    assert_eq!(stored[&b], Bytes::from_static(b"B"));
+    // Meanwhile: still CompletingRebalance, heartbeats fine, commits refused as in Kafka.
+    assert_eq!(g.state(), GroupState::CompletingRebalance);
+    assert!(g.heartbeat(&b, None, 2, clock.now_ms()).is_ok());
+    assert!(matches!(
+        g.validate_commit(&b, None, 2),
+        Err(Error::RebalanceInProgress(_))
+    ));
+    // A follower arriving now waits with the others.
+    assert!(matches!(
+        g.sync(&b, None, 2, None, None, vec![], clock.now_ms()),
+        Outcome::Later(_)
+    ));
+    assert!(
+        g.take_events().is_empty(),
+        "nobody answered before the store"
+    );
+    g.complete_store(store_id, Ok(()), clock.now_ms());
+    let events = synced(g.take_events());
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        events[&a].as_ref().unwrap().assignment,
+        Bytes::from_static(b"A")
+    );
+    assert_eq!(
+        events[&b].as_ref().unwrap().assignment,
+        Bytes::from_static(b"B")
+    );
+    assert_eq!(g.state(), GroupState::Stable);
+    assert_eq!(g.to_value(), value, "memory now matches the stored record");
+    // A late second completion of the same store changes nothing.
+    g.complete_store(store_id, Err(StoreFailure::NotCoordinator), clock.now_ms());
+    assert!(g.take_events().is_empty());
+    assert_eq!(g.state(), GroupState::Stable);
+}
+
+#[test]
+fn failed_store_answers_the_mapped_error_and_rebalances() {
+    for failure in [
+        StoreFailure::NotCoordinator,
+        StoreFailure::CoordinatorNotAvailable,
+    ] {
+        let clock = ManualClock::new(0);
+        let (mut g, a, b) = completing_with_two(&clock);
+        let assignments = vec![(a.clone(), Bytes::from_static(b"A"))];
+        g.sync(&a, None, 2, None, None, assignments, clock.now_ms());
+        let (store_id, _) = take_store(&mut g);
+        g.complete_store(store_id, Err(failure), clock.now_ms());
+        let events = synced(g.take_events());
+        assert_eq!(events.len(), 2, "leader and follower both told");
+        for id in [&a, &b] {
+            let code = match &events[id] {
+                Err(Error::NotCoordinator(_)) => StoreFailure::NotCoordinator,
+                Err(Error::CoordinatorNotAvailable(_)) => StoreFailure::CoordinatorNotAvailable,
+                other => panic!("{id}: expected the store error, got {other:?}"),
+            };
+            assert_eq!(code, failure);
+        }
+        assert_eq!(g.state(), GroupState::PreparingRebalance);
+        assert!(g.members().all(|m| m.assignment.is_empty()));
+    }
+}
+
+#[test]
+fn store_overtaken_by_a_rebalance_changes_nothing() {
+    let clock = ManualClock::new(0);
+    let (mut g, a, b) = completing_with_two(&clock);
+    g.sync(&a, None, 2, None, None, vec![], clock.now_ms());
+    let (store_id, _) = take_store(&mut g);
+    // b leaves while the record is being written: both waiting syncs learn of the
+    // rebalance (b as unknown now), and the group rebalances.
+    g.leave(&[(b.clone(), None)], clock.now_ms());
+    let events = synced(g.take_events());
+    assert!(
+        matches!(events[&a], Err(Error::RebalanceInProgress(_))),
+        "{events:?}"
+    );
+    assert_eq!(g.state(), GroupState::PreparingRebalance);
+    g.complete_store(store_id, Ok(()), clock.now_ms());
+    assert!(synced(g.take_events()).is_empty());
+    assert_eq!(
+        g.state(),
+        GroupState::PreparingRebalance,
+        "the stale store is ignored"
+    );
 }
