@@ -262,7 +262,8 @@ impl<S: Storage> Log<S> {
                 }
                 self.ensure_preallocated(&*file, base, start + padded as u64)
                     .await?;
-                let mut buf = file.alloc_buf(padded);
+                // `fill_chunk` writes bytes 0..len; only the block padding is zeroed.
+                let mut buf = file.alloc_buf_zeroed_from(padded, len);
                 let last_next = self.fill_chunk(base, buf.as_mut(), len);
                 let tail = if !end_pos.is_multiple_of(BLOCK_BYTES as u64) {
                     partial_outstanding = true;

@@ -147,6 +147,17 @@ impl StorageFile for DmaStorageFile {
         buf
     }
 
+    fn alloc_buf_zeroed_from(&self, len: usize, zero_from: usize) -> DmaBuffer {
+        debug_assert_eq!(len % BLOCK_BYTES, 0);
+        assert!(
+            zero_from <= len,
+            "zero_from {zero_from} past the buffer ({len})"
+        );
+        let mut buf = self.file.alloc_dma_buffer(len);
+        buf.as_bytes_mut()[zero_from..].fill(0);
+        buf
+    }
+
     async fn write_at(&self, buf: DmaBuffer, pos: u64) -> Result<()> {
         assert_eq!(pos % BLOCK_BYTES as u64, 0, "unaligned DMA write position");
         assert_eq!(buf.len() % BLOCK_BYTES, 0, "unaligned DMA write length");

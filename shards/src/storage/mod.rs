@@ -58,6 +58,12 @@ pub trait StorageFile: 'static {
     type Buf: AsRef<[u8]> + AsMut<[u8]> + 'static;
     /// A zero-filled buffer of `len` bytes; `len` is a multiple of [`BLOCK_BYTES`].
     fn alloc_buf(&self, len: usize) -> Self::Buf;
+    /// As `alloc_buf`, but only the bytes from `zero_from` on are zeroed: the caller writes
+    /// every byte before it (saves a memset of each write buffer on the append path).
+    fn alloc_buf_zeroed_from(&self, len: usize, zero_from: usize) -> Self::Buf {
+        debug_assert!(zero_from <= len);
+        self.alloc_buf(len)
+    }
     /// Writes the whole buffer at `pos` (both block-aligned).
     async fn write_at(&self, buf: Self::Buf, pos: u64) -> Result<()>;
     /// Reads up to `len` bytes at `pos`; fewer at end of file.
