@@ -292,8 +292,10 @@ pub fn run_once(
     let mut admin =
         Conn::connect(&target.bootstrap).with_context(|| format!("target {}", target.name))?;
     let mut layouts = Vec::new();
+    let mut topics = Vec::new();
     for t in 0..w.topics {
         let topic = format!("perf-{}-{nonce}-{t}", w.name);
+        topics.push(topic.clone());
         layouts.push(wire::create_topic(
             &mut admin,
             &topic,
@@ -335,6 +337,17 @@ pub fn run_once(
     let rss_max = rss.finish();
     if let Some(pb) = &pb {
         pb.finish_and_clear();
+    }
+    // Every run writes gigabytes into a fresh topic: delete it, so a suite of runs fits on
+    // the disk (Riptide keeps everything for retention.ms) and in memory (an in-memory peer).
+    // A fresh connection: the admin one may have been closed as idle during a long run.
+    let deleted = Conn::connect(&target.bootstrap)
+        .and_then(|mut c| wire::delete_topics(&mut c, &topics, TOPIC_CREATE_TIMEOUT));
+    if let Err(e) = deleted {
+        eprintln!(
+            "warning: target {}: deleting the run's topics: {e:#}",
+            target.name
+        );
     }
     let m = result?;
     let basis_bytes = if m.produce.bytes > 0 {

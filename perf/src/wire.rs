@@ -12,8 +12,8 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, MetadataRequest,
-    RequestHeader, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, DeleteTopicsRequest,
+    MetadataRequest, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
@@ -208,6 +208,26 @@ pub fn metadata(conn: &mut Conn, topic: &str) -> Result<TopicLayout> {
 }
 
 /// Creates the topic (already existing is fine) and waits until every partition has a leader.
+/// Deletes `topics` (DeleteTopics v1–v5, by name); per-topic errors are returned as text.
+pub fn delete_topics(conn: &mut Conn, topics: &[String], timeout: Duration) -> Result<()> {
+    let version = pick_version(&conn.versions, ApiKey::DeleteTopics, 1, 5)?;
+    let mut req = DeleteTopicsRequest::default();
+    req.topic_names = topics
+        .iter()
+        .map(|t| TopicName(StrBytes::from_string(t.clone())))
+        .collect();
+    req.timeout_ms = timeout.as_millis() as i32;
+    let resp = conn.call(version, &req)?;
+    let failed: Vec<String> = resp
+        .responses
+        .iter()
+        .filter(|r| r.error_code != 0)
+        .map(|r| format!("{:?}: error {}", r.name, r.error_code))
+        .collect();
+    ensure!(failed.is_empty(), "DeleteTopics: {}", failed.join(", "));
+    Ok(())
+}
+
 pub fn create_topic(
     conn: &mut Conn,
     topic: &str,
