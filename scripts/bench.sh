@@ -86,6 +86,8 @@ wait_port() {
 }
 
 RIPTIDE_PID=""
+RIPTIDE_PIDFILE="$SCRATCH/riptide.pid"
+export RIPTIDE_PIDFILE SCRATCH OUT
 PEER_PIDFILE="$SCRATCH/peer.pid"
 
 start_riptide() {  # $1 = flush policy
@@ -103,6 +105,9 @@ start_riptide() {  # $1 = flush policy
     echo "=== $(date -u +%H:%M:%S) $cmd" >>"$OUT/riptide.log"
     $cmd >>"$OUT/riptide.log" 2>&1 &
     RIPTIDE_PID=$!
+    # For scripts/bench-restart-riptide.sh (the cold-consume row restarts Riptide mid-run).
+    echo "$RIPTIDE_PID" >"$RIPTIDE_PIDFILE"
+    echo "$cmd" >"$SCRATCH/riptide.cmd"
     if ! wait_port "$RIPTIDE_PORT"; then
         log "riptide did not open port $RIPTIDE_PORT (see $OUT/riptide.log); continuing with the peer only"
         kill "$RIPTIDE_PID" 2>/dev/null || true
@@ -118,10 +123,20 @@ start_riptide() {  # $1 = flush policy
     fi
 }
 
+# A restart during a row (scripts/bench-restart-riptide.sh) leaves the new pid in the pidfile.
+refresh_riptide_pid() {
+    if [[ -n $RIPTIDE_PID && -s $RIPTIDE_PIDFILE ]]; then
+        RIPTIDE_PID=$(cat "$RIPTIDE_PIDFILE")
+    fi
+}
+
 stop_riptide() {
+    refresh_riptide_pid
     if [[ -n $RIPTIDE_PID ]]; then
         kill "$RIPTIDE_PID" 2>/dev/null || true
         wait "$RIPTIDE_PID" 2>/dev/null || true
+        # Not our child after a restart: wait for it to go.
+        for _ in $(seq 1 300); do kill -0 "$RIPTIDE_PID" 2>/dev/null || break; sleep 0.1; done
         RIPTIDE_PID=""
     fi
 }
@@ -190,6 +205,7 @@ run_row() {
         grep -v '^ *[0-9]*: \|^ *at ' "$dir/stderr.log" | tail -6 >&2
     fi
     # A broker that died during the row is restarted, and the death recorded in the report.
+    refresh_riptide_pid
     if [[ -n $RIPTIDE_PID ]] && ! kill -0 "$RIPTIDE_PID" 2>/dev/null; then
         wait "$RIPTIDE_PID" 2>/dev/null
         local rc=$?
@@ -273,10 +289,11 @@ for row in $ROWS; do
         run_row 2a "Consume from the beginning, tail cache (librdkafka)" consume-backlog-1k-3p rdkafka "$RUNS" "${BACKLOG[@]}"
         run_row 2b "Consume from the beginning, tail cache (native)" consume-backlog-1k-3p native "$RUNS" "${BACKLOG[@]}"
         fresh_brokers always
-        # Cold: the kernel page cache is dropped between fill and read. Riptide reads with
-        # O_DIRECT, so what this shows for it is its own cache; Tansu is memory-only.
-        run_row 2c "Consume from the beginning, page cache dropped (native)" consume-backlog-1k-3p native "$RUNS" \
-            "${BACKLOG[@]}" --before-consume "sync; echo 3 > /proc/sys/vm/drop_caches || true"
+        # Cold: between fill and read Riptide is restarted (its tail cache is then empty and
+        # it reads with O_DIRECT from disk) and the kernel page cache is dropped. Tansu is
+        # memory-only and is not restarted (that would lose the backlog).
+        run_row 2c "Consume from the beginning, cold: Riptide restarted, page cache dropped (native)" consume-backlog-1k-3p native "$RUNS" \
+            "${BACKLOG[@]}" --before-consume "scripts/bench-restart-riptide.sh"
         ;;
     3)
         max=$(max_rate)

@@ -51,6 +51,8 @@ pub struct ClientCtx {
     pub workload: Arc<Workload>,
     pub layouts: Arc<Vec<TopicLayout>>,
     pub bootstrap: String,
+    /// The target's name in the report (e.g. `riptide`, `tansu`).
+    pub target_name: String,
     pub index: u32,
     pub stats: Arc<WorkerStats>,
     pub stop: Arc<AtomicBool>,

@@ -309,6 +309,7 @@ pub fn run_once(
         workload: w_arc,
         layouts: Arc::new(layouts),
         bootstrap: target.bootstrap.clone(),
+        target_name: target.name.clone(),
         index: 0,
         stats: Arc::new(WorkerStats::default()),
         stop: Arc::new(AtomicBool::new(false)),
@@ -585,9 +586,13 @@ fn run_backlog(
         eprintln!("  filled {} msgs in {fill_s:.1}s", produced.msgs);
     }
     if let Some(cmd) = &opts.before_consume {
+        // The command learns which target is being measured (with --compare it runs for
+        // each): e.g. restart only the broker under test, so its own caches are cold.
         let status = std::process::Command::new("sh")
             .arg("-c")
             .arg(cmd)
+            .env("RIPTIDE_PERF_TARGET", &base.target_name)
+            .env("RIPTIDE_PERF_BOOTSTRAP", &base.bootstrap)
             .status()
             .context("running --before-consume")?;
         if !status.success() {
