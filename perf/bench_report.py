@@ -67,7 +67,11 @@ def machine():
     return f"{model}, {os.cpu_count()} vCPU, {mem_gib:.0f} GiB RAM, Linux {platform.release()}"
 
 
-def git_commit():
+def git_commit(out=None):
+    """The commit measured: <out>/commit.txt (written by bench.sh when the run starts), else
+    the current HEAD (a report re-rendered later must not claim a later commit)."""
+    if out and os.path.exists(os.path.join(out, "commit.txt")):
+        return open(os.path.join(out, "commit.txt")).read().strip()
     try:
         return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
     except (OSError, subprocess.CalledProcessError):
@@ -87,6 +91,15 @@ def metric(summary, target, key):
 
 def fmt(v, digits=1):
     return "–" if v is None else f"{v:,.{digits}f}"
+
+
+def fmt_ratio(v):
+    """A ratio with enough digits to stay readable when it is far below 1."""
+    if v is None:
+        return "–"
+    if 0 < v < 0.01:
+        return f"{v:.4f}×"
+    return f"{v:,.2f}×"
 
 
 def headline(row, summary, c):
@@ -169,7 +182,7 @@ def main():
     c = ceilings(out)
     stamp = os.path.basename(os.path.normpath(out))
     lines = [BEGIN, "", f"## Results ({stamp}, mode {mode}, {runs} runs per target)", ""]
-    lines.append(f"Machine: {machine()}. Commit `{git_commit()}`. Client and brokers share the machine; "
+    lines.append(f"Machine: {machine()}. Commit `{git_commit(out)}`. Client and brokers share the machine; "
                  "figures are medians with min–max over alternating runs (Riptide, Tansu, Riptide, …). "
                  "MiB are payload bytes (key + value). Broker CPU is user + system time of the broker "
                  "process over the measured window, from /proc.")
@@ -230,7 +243,7 @@ def main():
         if frac is not None:
             gap_rows.append((row, frac, what))
         table.append(f"| {row} | {what} | {fmt(rip, 2)} | {fmt(ceiling, 2)} | {fmt(frac and frac * 100, 1)}{'%' if frac else ''} "
-                     f"| {fmt(cpu, 2)} | {fmt(peer, 2)} | {fmt(peer_cpu, 2)} | {fmt(ratio, 2)}{'×' if ratio else ''} |")
+                     f"| {fmt(cpu, 2)} | {fmt(peer, 2)} | {fmt(peer_cpu, 2)} | {fmt_ratio(ratio)} |")
         md_path = next(iter(glob.glob(os.path.join(d, "*.md"))), None)
         md = open(md_path).read() if md_path else ""
         for svg in glob.glob(os.path.join(d, "*.svg")):

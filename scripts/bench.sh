@@ -75,6 +75,7 @@ else
 fi
 
 mkdir -p "$OUT" "$PLOTS_DIR"
+git rev-parse --short HEAD >"$OUT/commit.txt" 2>/dev/null || true
 log() { echo "[bench $(date -u +%H:%M:%S)] $*" >&2; }
 
 wait_port() {
