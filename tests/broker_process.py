@@ -8,6 +8,7 @@ ApiVersions round trip on the listener.
 
 import os
 import signal
+import sys
 import socket
 import subprocess
 import time
@@ -64,7 +65,7 @@ class Broker:
             *self.extra_args,
         ]
 
-    def start(self):
+    def start(self, retry_hung_start=True):
         assert self.proc is None, "broker already running"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
@@ -79,7 +80,20 @@ class Broker:
         )
         log.close()
         self.starts += 1
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except TimeoutError as e:
+            if not retry_hung_start:
+                raise
+            # KNOWN BUG (see README, "How it differs from Kafka"): about one start in a few
+            # hundred hangs before any shard is up — in the glommio channel-mesh join or the
+            # O_DIRECT probe; seen as one shard asleep in io_cqring_wait and the other
+            # spinning. Every such hang is reported on stderr with
+            # the thread states, then the broker is killed and started once more; a second
+            # hang fails the test.
+            print(f"WARNING: broker start-up hung, retrying once: {e}", file=sys.stderr)
+            self.kill9()
+            return self.start(retry_hung_start=False)
         return self
 
     def wait_ready(self, timeout_s=START_TIMEOUT_S):
