@@ -172,7 +172,6 @@ pub(crate) fn sendmsg_syscall(
 }
 
 mod dma_buffer;
-#[allow(dead_code)] // RIPTIDE-PATCH: replaced by fences (see Reactor::wait)
 mod membarrier;
 pub(crate) mod source;
 pub(crate) mod sysfs;
@@ -307,11 +306,6 @@ impl SleepNotifier {
     }
 
     pub(crate) fn notify(&self, force: bool) {
-        // RIPTIDE-PATCH: orders the caller's write (a channel push, a queued waker) before
-        // the read of `should_notify`; pairs with the fence the sleeper issues between
-        // setting `should_notify` and its last look at its channels (see `Reactor::wait`).
-        // Without the pair, both sides can miss each other and the sleeper never wakes.
-        std::sync::atomic::fence(Ordering::SeqCst);
         if self
             .should_notify
             .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)
@@ -349,7 +343,7 @@ impl SleepNotifier {
         // This will allow this `eventfd` to be notified. This should not happen
         // for the placeholder (disconnected) case.
         assert_ne!(self.id, usize::MAX);
-        self.should_notify.store(true, Ordering::SeqCst);
+        self.should_notify.store(true, Ordering::Relaxed);
     }
 
     pub(super) fn wake_up(&self) {

@@ -224,12 +224,6 @@ impl Source {
         })
     }
 
-    /// RIPTIDE-PATCH: true while the operation has not completed (no result yet), without
-    /// the side effects of `result()`.
-    pub(crate) fn is_pending(&self) -> bool {
-        self.inner.borrow().wakers.result.is_none()
-    }
-
     pub(crate) fn result(&self) -> Option<io::Result<usize>> {
         let mut inner = self.inner.borrow_mut();
         let ret = inner

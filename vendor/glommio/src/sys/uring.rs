@@ -37,7 +37,7 @@ use crate::{
         self,
         blocking::{BlockingThreadOp, BlockingThreadPool},
         dma_buffer::{BufferStorage, DmaBuffer},
-        DirectIo, EnqueuedSource, EnqueuedStatus, InnerSource, IoBuffer,
+        membarrier, DirectIo, EnqueuedSource, EnqueuedStatus, InnerSource, IoBuffer,
         PollableStatus, Source, SourceType, Statx, TimeSpec64,
     },
     uring_sys::{self, IoRingOp},
@@ -1223,8 +1223,6 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
-    /// RIPTIDE-PATCH: when the armed latency timer fires (None: none armed).
-    latency_preemption_deadline: Cell<Option<std::time::Instant>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1356,7 +1354,6 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
-            latency_preemption_deadline: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1824,39 +1821,16 @@ impl Reactor {
         //
         // But if we will sleep, there might be a timer registered that needs
         // to be removed otherwise we'll wake up when it expires.
-        //
-        // RIPTIDE-PATCH: the upstream code cancelled and re-armed both preemption timers
-        // on every pass of the executor loop: four SQEs (TIMEOUT, linked eventfd WRITE,
-        // TIMEOUT, two ASYNC_CANCELs) and usually an io_uring_enter per pass, tens of
-        // thousands per second under load and the largest single CPU cost of a busy
-        // broker. A timer that is still armed and whose deadline is still acceptable is
-        // kept instead (see `keep_latency_timer`); the throughput timer (a count of
-        // completions, no deadline) is kept until it fires.
-        let now = std::time::Instant::now();
-        let latency_armed = self
-            .latency_preemption_timeout_src
-            .take()
-            .filter(|src| src.is_pending());
-        if latency_armed.is_none() {
-            self.latency_preemption_deadline.set(None);
-        }
-        self.latency_preemption_timeout_src.set(latency_armed);
+        drop(self.latency_preemption_timeout_src.take());
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
         // up sleeping.
-        let throughput_armed = self
-            .throughput_preemption_timeout_src
-            .take()
-            .filter(|src| src.is_pending());
-        match throughput_armed {
-            Some(src) => self.throughput_preemption_timeout_src.set(Some(src)),
-            None => self.throughput_preemption_timeout_src.set(Some(
-                main_ring.prepare_throughput_preemption_timer(
-                    self.ring_depth() as u32,
-                    self.eventfd_src.raw(),
-                ),
-            )),
-        }
+        self.throughput_preemption_timeout_src.replace(Some(
+            main_ring.prepare_throughput_preemption_timer(
+                self.ring_depth() as u32,
+                self.eventfd_src.raw(),
+            ),
+        ));
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1877,29 +1851,10 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
-            match user_timer {
-                // RIPTIDE-PATCH: an armed timer that fires no later than the user
-                // timer still wakes us in time (early wake-ups only cost one pass).
-                Some(dur) => {
-                    let want = now + dur;
-                    let keep = self
-                        .latency_preemption_deadline
-                        .get()
-                        .is_some_and(|at| at <= want);
-                    if !keep {
-                        drop(self.latency_preemption_timeout_src.take());
-                        self.latency_preemption_timeout_src
-                            .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                        self.latency_preemption_deadline.set(Some(want));
-                        assert!(flush_rings!(lat_ring)? > 0);
-                    }
-                }
-                // Nothing to wake up for: a preemption timer would only wake us for
-                // nothing.
-                None => {
-                    drop(self.latency_preemption_timeout_src.take());
-                    self.latency_preemption_deadline.set(None);
-                }
+            if let Some(dur) = user_timer {
+                self.latency_preemption_timeout_src
+                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
+                assert!(flush_rings!(lat_ring)? > 0);
             }
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
@@ -1909,13 +1864,7 @@ impl Reactor {
             // See https://www.scylladb.com/2018/02/15/memory-barriers-seastar-linux/ for
             // details. This translates to `sys_membarrier()` /
             // `MEMBARRIER_CMD_PRIVATE_EXPEDITED`
-            //
-            // RIPTIDE-PATCH: a SeqCst fence here, paired with one in
-            // `SleepNotifier::notify` between a sender's write and its read of
-            // `should_notify`, instead of `membarrier(PRIVATE_EXPEDITED)`: the syscall
-            // interrupted every core running a thread of the process (an IPI per sleep,
-            // ~10% of a busy broker's CPU) to spare senders one fence.
-            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            membarrier::heavy();
             let events = process_remote_channels() + self.flush_syscall_thread();
             if events == 0 {
                 if self.eventfd_src.is_installed().unwrap() {
@@ -1932,18 +1881,8 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            // RIPTIDE-PATCH: keep an armed timer that fires between half the preemption
-            // period and the full period from now: the running task queue still gets at
-            // least half its slice before the I/O poll, as a fresh timer would give it
-            // nearly all of it. Anything else (none armed, due too soon, or a user timer
-            // far out) is replaced.
-            let now = std::time::Instant::now();
-            if !keep_latency_timer(self.latency_preemption_deadline.get(), now, preempt) {
-                drop(self.latency_preemption_timeout_src.take());
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-                self.latency_preemption_deadline.set(Some(now + preempt));
-            }
+            self.latency_preemption_timeout_src
+                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
             flush_rings!(lat_ring, main_ring)?;
         }
 
@@ -2088,19 +2027,6 @@ fn queue_request_into_ring(
 
 impl Drop for Reactor {
     fn drop(&mut self) {}
-}
-
-/// RIPTIDE-PATCH: whether an armed latency preemption timer due at `deadline` may stand
-/// in for a fresh one of `preempt` from `now`.
-fn keep_latency_timer(
-    deadline: Option<std::time::Instant>,
-    now: std::time::Instant,
-    preempt: Duration,
-) -> bool {
-    match deadline {
-        Some(at) => at > now + preempt / 2 && at <= now + preempt,
-        None => false,
-    }
 }
 
 #[cfg(test)]
