@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 
 use super::checkpoint::{self, RECOVERY_POINT_CHECKPOINT};
 use super::recovery::write_index_files;
+use super::segment::ZeroFill;
 use super::{segment_file_name, FlushPolicy, Log};
 use crate::storage::{self, align_down, align_up, Storage, StorageFile, BLOCK_BYTES};
 use crate::types::Offset;
@@ -25,7 +26,7 @@ pub fn spawn_flusher<S: Storage>(log: &Rc<Log<S>>) {
             let Some(log) = Weak::upgrade(&weak) else {
                 break;
             };
-            let wait_ms = match log.flush_wait() {
+            let wait = match log.flush_wait() {
                 FlushWait::Now => {
                     let guard = log.io_lock.lock().await;
                     let r = log.flush_step().await;
@@ -40,15 +41,14 @@ pub fn spawn_flusher<S: Storage>(log: &Rc<Log<S>>) {
                     continue;
                 }
                 FlushWait::Idle => None,
-                FlushWait::Timer(ms) => Some(ms),
+                FlushWait::Timer(d) => Some(d),
                 FlushWait::Stop => break,
             };
             drop(log);
-            match wait_ms {
+            match wait {
                 None => shared.work.wait(seen).await,
-                Some(ms) => {
-                    let sleep =
-                        glommio::timer::sleep(std::time::Duration::from_millis(ms.max(1) as u64));
+                Some(d) => {
+                    let sleep = glommio::timer::sleep(d);
                     futures_lite::future::or(shared.work.wait(seen), sleep).await
                 }
             }
@@ -80,8 +80,8 @@ struct Chunk {
 pub enum FlushWait {
     Now,
     Idle,
-    /// Only an interval fsync is due, in this many milliseconds.
-    Timer(i64),
+    /// Only an interval fsync is due, after this long.
+    Timer(std::time::Duration),
     Stop,
 }
 
@@ -112,7 +112,7 @@ impl<S: Storage> Log<S> {
                 if due_in <= 0 {
                     FlushWait::Now
                 } else {
-                    FlushWait::Timer(due_in)
+                    FlushWait::Timer(std::time::Duration::from_millis(due_in as u64))
                 }
             }
         }
@@ -260,7 +260,7 @@ impl<S: Storage> Log<S> {
                 if !queue.is_empty() && device_bytes + padded > self.config.in_flight_bytes_max {
                     break; // the device holds this log's share; wait for a completion
                 }
-                self.ensure_preallocated(&*file, base, start + padded as u64)
+                self.ensure_preallocated(&file, base, start + padded as u64)
                     .await?;
                 // `fill_chunk` writes bytes 0..len; only the block padding is zeroed.
                 let mut buf = file.alloc_buf_zeroed_from(padded, len);
@@ -348,26 +348,117 @@ impl<S: Storage> Log<S> {
         last_next
     }
 
-    async fn ensure_preallocated(&self, file: &S::File, base: i64, end: u64) -> Result<()> {
-        let to = {
+    /// Makes sure `[.., end)` of the active segment's file is allocated before a write
+    /// there. Logs that sync every write (`always`) grow by zero fills that run one step
+    /// ahead of the writes in the background, so the fill never stalls an append and every
+    /// data write is an overwrite (see [`StorageFile::zero_fill`]); other logs grow by
+    /// fallocate, which costs no device bandwidth.
+    async fn ensure_preallocated(&self, file: &Rc<S::File>, base: i64, end: u64) -> Result<()> {
+        if end > self.preallocated(base) {
+            self.settle_fill(base).await?;
+        }
+        let zero = self.config.flush_policy == FlushPolicy::Always;
+        let (from, to) = {
             let inner = self.inner.borrow();
             let seg = inner.segments.get(&base).expect("segment");
-            if end <= seg.preallocated {
-                return Ok(());
+            (
+                seg.preallocated,
+                self.next_preallocation(seg.preallocated, end),
+            )
+        };
+        if end > from {
+            if zero {
+                file.zero_fill(align_up(from), to).await?;
+            } else {
+                file.preallocate(to).await?;
             }
-            let step = seg.preallocated.clamp(
+            self.set_preallocated(base, to);
+        }
+        if zero {
+            self.start_fill_ahead(file, base, end);
+        }
+        // The write about to go to `[.., end)` must not race a zero fill: every running
+        // fill starts at or after the preallocated end, and the write ends before it.
+        let inner = self.inner.borrow();
+        let seg = inner.segments.get(&base).expect("segment");
+        assert!(
+            end <= seg.preallocated,
+            "write to {end} past the preallocated {}",
+            seg.preallocated
+        );
+        assert!(
+            seg.fill.as_ref().is_none_or(|f| f.from >= end),
+            "write to {end} over a running zero fill"
+        );
+        Ok(())
+    }
+
+    /// Where to grow a file preallocated to `preallocated` that must hold `end`: steps
+    /// double with the file, within the configured bounds. Pure.
+    fn next_preallocation(&self, preallocated: u64, end: u64) -> u64 {
+        let step = preallocated.clamp(
+            self.config.preallocate_step_min_bytes,
+            self.config.preallocate_step_max_bytes,
+        );
+        align_up(end.max(preallocated + step))
+    }
+
+    fn preallocated(&self, base: i64) -> u64 {
+        self.inner
+            .borrow()
+            .segments
+            .get(&base)
+            .expect("segment")
+            .preallocated
+    }
+
+    fn set_preallocated(&self, base: i64, to: u64) {
+        let mut inner = self.inner.borrow_mut();
+        let seg = inner.segments.get_mut(&base).expect("segment");
+        debug_assert!(seg.fill.is_none(), "a fill runs past the preallocated end");
+        seg.preallocated = seg.preallocated.max(to);
+    }
+
+    /// Once the writes are past half of the zero-filled room, fill the next step in the
+    /// background: by the time they reach its end the fill is (normally) done.
+    fn start_fill_ahead(&self, file: &Rc<S::File>, base: i64, end: u64) {
+        let mut inner = self.inner.borrow_mut();
+        let seg = inner.segments.get_mut(&base).expect("segment");
+        if seg.fill.is_some() || seg.sealed {
+            return;
+        }
+        let from = seg.preallocated;
+        let room = from.saturating_sub(end);
+        if room
+            > from.clamp(
                 self.config.preallocate_step_min_bytes,
                 self.config.preallocate_step_max_bytes,
-            );
-            align_up(end.max(seg.preallocated + step))
+            ) / 2
+        {
+            return;
+        }
+        let to = self.next_preallocation(from, from);
+        let file = file.clone();
+        let task =
+            glommio::spawn_local(async move { file.zero_fill(align_up(from), to).await }).detach();
+        seg.fill = Some(ZeroFill { from, to, task });
+    }
+
+    /// Waits for a background zero fill of the segment, if one runs: before writing past
+    /// the preallocated end, and before anything truncates or closes the file (a fill
+    /// finishing later would extend it again).
+    pub(super) async fn settle_fill(&self, base: i64) -> Result<()> {
+        let fill = {
+            let mut inner = self.inner.borrow_mut();
+            inner.segments.get_mut(&base).and_then(|s| s.fill.take())
         };
-        file.preallocate(to).await?;
-        self.inner
-            .borrow_mut()
-            .segments
-            .get_mut(&base)
-            .expect("segment")
-            .preallocated = to;
+        let Some(mut fill) = fill else {
+            return Ok(());
+        };
+        join_write(&mut fill.task).await?;
+        if let Some(seg) = self.inner.borrow_mut().segments.get_mut(&base) {
+            seg.preallocated = seg.preallocated.max(fill.to);
+        }
         Ok(())
     }
 
@@ -395,6 +486,7 @@ impl<S: Storage> Log<S> {
 
     /// A sealed segment: sync, trim the preallocated tail, write its indexes, close it.
     async fn finalize_segment(&self, base: i64) -> Result<()> {
+        self.settle_fill(base).await?;
         let (file, size, index) = {
             let mut inner = self.inner.borrow_mut();
             let seg = inner.segments.get_mut(&base).expect("segment");

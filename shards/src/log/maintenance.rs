@@ -43,6 +43,12 @@ impl<S: Storage> Log<S> {
 
     async fn truncate_locked(&self, offset: Offset) -> Result<()> {
         self.flush_all_locked().await?;
+        // A zero fill still running would extend a file after it is cut (or write into
+        // one about to be deleted).
+        let bases: Vec<i64> = self.inner.borrow().segments.keys().copied().collect();
+        for base in bases {
+            self.settle_fill(base).await?;
+        }
         let (doomed, keep) = {
             let inner = self.inner.borrow();
             let doomed: Vec<i64> = inner.segments.range(offset.0..).map(|(b, _)| *b).collect();
@@ -357,6 +363,14 @@ impl<S: Storage> Log<S> {
             return Err(Error::LogFailed(reason));
         }
         self.flush_all_locked().await?;
+        let active = *self
+            .inner
+            .borrow()
+            .segments
+            .keys()
+            .next_back()
+            .expect("active segment");
+        self.settle_fill(active).await?;
         let (base, file, size, index) = {
             let inner = self.inner.borrow();
             let (b, s) = inner.segments.iter().next_back().expect("active segment");

@@ -18,6 +18,13 @@ pub struct PendingBatch {
     pub next_offset: i64,
 }
 
+/// A background zero fill of `[from, to)` of a segment file.
+pub struct ZeroFill {
+    pub from: u64,
+    pub to: u64,
+    pub task: glommio::task::JoinHandle<Result<()>>,
+}
+
 pub struct Segment<S: Storage> {
     pub base: i64,
     /// Bytes appended (written or pending).
@@ -40,6 +47,10 @@ pub struct Segment<S: Storage> {
     pub tail_block: Vec<u8>,
     /// Bytes the file is preallocated to.
     pub preallocated: u64,
+    /// A zero fill running ahead of the writes (`always` logs, see
+    /// [`crate::storage::StorageFile::zero_fill`]): its range starts at or after
+    /// `preallocated`, and no data is written past `preallocated` until it is settled.
+    pub fill: Option<ZeroFill>,
     /// All entries while the segment is active or being sealed; once `finalized`, only
     /// the summary ([`SegmentIndex::summary`]): the entries are in its index files and
     /// read back through the shard's bounded index cache.
@@ -68,6 +79,7 @@ impl<S: Storage> Segment<S> {
             pending_front_taken: 0,
             tail_block: Vec::new(),
             preallocated: 0,
+            fill: None,
             index: SegmentIndex::new(),
             first_append_ms: None,
             last_append_ms: None,

@@ -692,6 +692,9 @@ fn dma_log_roundtrip_and_recovery() {
         let path = root.join("t-0");
         let config = LogConfig {
             segment_bytes: 64 << 10,
+            // Files grow by zero fills (`always`) many times per segment, on real O_DIRECT.
+            preallocate_step_min_bytes: 8 << 10,
+            preallocate_step_max_bytes: 32 << 10,
             ..LogConfig::default()
         };
         let log = Log::open(
@@ -738,8 +741,18 @@ fn dma_log_roundtrip_and_recovery() {
         let r = log.offset_for_timestamp(7 + 100).await.unwrap();
         // Batch i holds timestamps 7+i..7+i+15: ts 107 first appears in batch 85, record 15.
         assert_eq!(r, Some((Offset(85 * 16 + 15), 107)));
+        let size = log.size_bytes();
         log.close().await.unwrap();
         drop(log);
+        // Closed and sealed segments are trimmed to their data: no zero fill finished after
+        // a trim and extended a file again.
+        let on_disk: u64 = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum();
+        assert_eq!(on_disk, size);
         let log = Log::open(
             storage,
             path,
@@ -781,6 +794,10 @@ async fn model_case(seed: u64) {
         write_chunk_bytes: 4096 * rng.gen_range(1..5),
         writes_in_flight_max: rng.gen_range(1..5),
         write_step_bytes_max: rng.gen_range(1..40_000),
+        // Small preallocation steps: files grow all the time, under `always` by zero fills
+        // running ahead of the writes (which must never land on data).
+        preallocate_step_min_bytes: 4096 * rng.gen_range(1..4),
+        preallocate_step_max_bytes: 4096 * rng.gen_range(4..16),
         flush_policy: if rng.gen_bool(0.7) {
             FlushPolicy::Always
         } else {

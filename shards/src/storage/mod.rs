@@ -24,6 +24,9 @@ pub const BLOCK_BYTES: usize = 4096;
 /// but read through [`StorageFile::read_at`] in bounded pieces).
 pub const SMALL_FILE_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
+/// The largest single write of a [`StorageFile::zero_fill`] (bounds its buffer memory).
+pub const ZERO_FILL_WRITE_BYTES_MAX: u64 = 1 << 20;
+
 pub fn align_down(v: u64) -> u64 {
     v / BLOCK_BYTES as u64 * BLOCK_BYTES as u64
 }
@@ -73,6 +76,23 @@ pub trait StorageFile: 'static {
     async fn truncate(&self, len: u64) -> Result<()>;
     /// Allocates (and zero-fills logically) the file up to `len` bytes; never shrinks.
     async fn preallocate(&self, len: u64) -> Result<()>;
+    /// Writes zeros over `[from, to)` (both block-aligned), extending the file if needed.
+    /// Unlike [`StorageFile::preallocate`] the blocks end up *written*, not merely
+    /// allocated: a later data write there is a pure overwrite, so the filesystem has no
+    /// extent to convert and the fdatasync that follows it is a device cache flush alone
+    /// (ext4: no extent-tree or inode write, and the write itself need not be punted to an
+    /// io_uring worker). Costs device bandwidth, so only logs that sync often use it.
+    async fn zero_fill(&self, from: u64, to: u64) -> Result<()> {
+        assert_eq!(from % BLOCK_BYTES as u64, 0, "unaligned zero fill start");
+        assert_eq!(to % BLOCK_BYTES as u64, 0, "unaligned zero fill end");
+        let mut pos = from;
+        while pos < to {
+            let n = (to - pos).min(ZERO_FILL_WRITE_BYTES_MAX) as usize;
+            self.write_at(self.alloc_buf(n), pos).await?;
+            pos += n as u64;
+        }
+        Ok(())
+    }
     async fn size(&self) -> Result<u64>;
     fn path(&self) -> &Path;
     async fn close(self) -> Result<()>;
