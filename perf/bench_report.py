@@ -209,9 +209,10 @@ def main():
         title = open(os.path.join(d, "title.txt")).read().strip() if os.path.exists(os.path.join(d, "title.txt")) else row
         command = open(os.path.join(d, "command.txt")).read().strip() if os.path.exists(os.path.join(d, "command.txt")) else "?"
         details += [f"### Row {row}: {title}", "", "```", command, "```", ""]
-        died = os.path.join(d, "broker-died.txt")
-        if os.path.exists(died):
-            details += ["**" + open(died).read().strip() + "**", ""]
+        for name in ("broker-died.txt", "peer-died.txt"):
+            died = os.path.join(d, name)
+            if os.path.exists(died):
+                details += ["**" + open(died).read().strip() + "**", ""]
         maxes = glob.glob(os.path.join(d, "max-*.json"))
         if maxes:
             for m in load(maxes[0]) or []:

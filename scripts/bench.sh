@@ -215,6 +215,12 @@ run_row() {
         RIPTIDE_PID=""
         start_riptide "${CURRENT_POLICY:-always}" || true
     fi
+    # The peer too: a dead peer fails every later run of the row group otherwise.
+    if [[ $PEER != none && -s $PEER_PIDFILE ]] && ! kill -0 "$(cat "$PEER_PIDFILE")" 2>/dev/null; then
+        log "the peer (pid $(cat "$PEER_PIDFILE")) died during row $id; see $OUT/tansu.log"
+        echo "The peer (Tansu, pid $(cat "$PEER_PIDFILE")) exited during this row; its later runs failed. See tansu.log." >"$dir/peer-died.txt"
+        start_peer
+    fi
 }
 
 # --- build ------------------------------------------------------------------------------

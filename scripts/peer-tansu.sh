@@ -53,7 +53,7 @@ start() {
         --listener-url "tcp://127.0.0.1:$port" \
         --advertised-listener-url "tcp://127.0.0.1:$port" \
         --storage-engine "memory://tansu-$port/" \
-        >"$logfile" 2>&1 &
+        >>"$logfile" 2>&1 &
     local pid=$!
     echo "$pid" >"$pidfile"
     wait_port "$port"
