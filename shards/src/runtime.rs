@@ -407,6 +407,55 @@ mod stress {
         assert_eq!(rt.join().unwrap(), vec![6400, 6400]);
     }
 
+    /// Timers fire on time, whether a shard sleeps between them or is busy with
+    /// cross-shard work: the executor must never park without its next timer armed (the
+    /// vendored glommio keeps its throughput preemption timer armed across passes; a
+    /// reverted patch that kept the latency timer too once left shards asleep forever).
+    #[test]
+    fn timers_fire_on_time_idle_and_busy() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let config = RuntimeConfig {
+                shard_count: 2,
+                pin: false,
+                ..RuntimeConfig::default()
+            };
+            let rt = Runtime::start(&config, |id| async move {
+                let other = ShardId(1 - id.0);
+                let mut seed = 0x9e37_79b9_u64 + id.0 as u64;
+                let mut late_us_max = 0u128;
+                for i in 0..400u64 {
+                    // xorshift: a sleep of 0-2,047 µs, sometimes after a burst of calls.
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    if i % 3 == 0 {
+                        for _ in 0..8 {
+                            invoke_on(other, || async {}).await.expect("peer alive");
+                        }
+                    }
+                    let want = Duration::from_micros(seed % 2048);
+                    let t0 = std::time::Instant::now();
+                    glommio::timer::sleep(want).await;
+                    let took = t0.elapsed();
+                    assert!(took >= want, "a timer fired early: {took:?} < {want:?}");
+                    late_us_max = late_us_max.max((took - want).as_micros());
+                }
+                // Neither shard stops serving before the other is done calling it.
+                glommio::timer::sleep(Duration::from_millis(300)).await;
+                late_us_max
+            })
+            .unwrap();
+            tx.send(rt.join().unwrap()).unwrap();
+        });
+        let late = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("800 timers fire within 60 s");
+        // Generous: CI machines are shared and noisy; a timer that was never armed would
+        // only fire through the 2 ms lost-wake-up watchdog or not at all.
+        assert!(late.iter().all(|us| *us < 500_000), "late by {late:?} µs");
+    }
+
     /// Start-up is a cross-shard handshake too (the mesh join): many runtimes started in
     /// a row must every one come up and exchange a job. A lost wake-up during the join
     /// once hung a broker at start-up; a hang here fails the test at its deadline.

@@ -333,16 +333,21 @@ async fn slot(index: i32) -> Result<Rc<Slot>> {
 }
 
 /// Load every local offsets partition (ListGroups must see groups not yet touched).
-async fn load_all_local() {
-    let st = state();
-    let mine: Vec<i32> = st
+/// The `__consumer_offsets` partitions this shard holds, in index order.
+fn local_offsets_partitions() -> Vec<i32> {
+    let mut local: Vec<i32> = state()
         .partitions
         .borrow()
         .keys()
         .filter(|tp| &*tp.topic == OFFSETS_TOPIC)
         .map(|tp| tp.partition)
         .collect();
-    for index in mine {
+    local.sort_unstable();
+    local
+}
+
+async fn load_all_local() {
+    for index in local_offsets_partitions() {
         if let Err(e) = slot(index).await {
             debug!(partition = index, "not loaded: {e}");
         }
@@ -1263,16 +1268,8 @@ pub fn on_topics_deleted(topics: Vec<String>) -> impl std::future::Future<Output
     let mut durable: Vec<(i32, Offset)> = Vec::new();
     // The offsets topic itself going: its partitions close with this view, nothing to clean.
     if !topics.is_empty() && !topics.iter().any(|t| t == OFFSETS_TOPIC) {
-        let mut local: Vec<i32> = state()
-            .partitions
-            .borrow()
-            .keys()
-            .filter(|tp| &*tp.topic == OFFSETS_TOPIC)
-            .map(|tp| tp.partition)
-            .collect();
-        local.sort_unstable();
         let mut unloaded = Vec::new();
-        for index in local {
+        for index in local_offsets_partitions() {
             match loaded_slot(index) {
                 Some(s) => durable.extend(remove_topic_offsets(&s, &topics)),
                 None => unloaded.push(index),
