@@ -57,6 +57,22 @@ pub fn spawn_flusher<S: Storage>(log: &Rc<Log<S>>) {
     .detach();
 }
 
+/// Logs whose fdatasyncs cover less than this on average grow their files by zero fills
+/// (see `ensure_preallocated`): below it the per-sync metadata write that a fallocated file
+/// costs dominates; above it the doubled device bandwidth of zero fills costs more (one
+/// partition streaming 2 MiB per sync ran at 0.98 GiB/s with zero fills, 1.40 without).
+const ZERO_FILL_SYNC_BYTES_MAX: u64 = 1 << 20;
+
+/// Exponential moving average (weight 1/8) of the bytes per fdatasync; `u64::MAX` means no
+/// sync yet. Pure.
+fn sync_bytes_average(avg: u64, covered: u64) -> u64 {
+    if avg == u64::MAX {
+        covered
+    } else {
+        avg - avg / 8 + covered / 8
+    }
+}
+
 async fn join_write(task: &mut glommio::task::JoinHandle<Result<()>>) -> Result<()> {
     match task.await {
         Some(r) => r,
@@ -349,15 +365,17 @@ impl<S: Storage> Log<S> {
     }
 
     /// Makes sure `[.., end)` of the active segment's file is allocated before a write
-    /// there. Logs that sync every write (`always`) grow by zero fills that run one step
-    /// ahead of the writes in the background, so the fill never stalls an append and every
-    /// data write is an overwrite (see [`StorageFile::zero_fill`]); other logs grow by
+    /// there. Logs that sync often and little at a time (`always`, under
+    /// [`ZERO_FILL_SYNC_BYTES_MAX`] per sync) grow by zero fills that run one step ahead of
+    /// the writes in the background, so the fill never stalls an append and every data
+    /// write is an overwrite (see [`StorageFile::zero_fill`]); other logs grow by
     /// fallocate, which costs no device bandwidth.
     async fn ensure_preallocated(&self, file: &Rc<S::File>, base: i64, end: u64) -> Result<()> {
         if end > self.preallocated(base) {
             self.settle_fill(base).await?;
         }
-        let zero = self.config.flush_policy == FlushPolicy::Always;
+        let zero = self.config.flush_policy == FlushPolicy::Always
+            && self.inner.borrow().sync_bytes_avg < ZERO_FILL_SYNC_BYTES_MAX;
         let (from, to) = {
             let inner = self.inner.borrow();
             let seg = inner.segments.get(&base).expect("segment");
@@ -555,11 +573,14 @@ impl<S: Storage> Log<S> {
         if let (Some(target), Some(file)) = (target, file) {
             // Nothing is written to this log while it waits (the flusher is the only
             // writer and it is here), so `target` is still everything written.
+            let covered_bytes = self.inner.borrow().bytes_since_sync;
             let slot = self.budgets.sync_slot().await;
             file.fdatasync().await?;
             drop(slot);
             self.stats.fdatasyncs.set(self.stats.fdatasyncs.get() + 1);
             let mut inner = self.inner.borrow_mut();
+            inner.bytes_since_sync -= covered_bytes;
+            inner.sync_bytes_avg = sync_bytes_average(inner.sync_bytes_avg, covered_bytes);
             inner.synced_offset = inner.synced_offset.max(target);
             inner.messages_since_sync = 0;
             inner.last_sync_ms = now_ms;

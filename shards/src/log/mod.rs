@@ -367,6 +367,11 @@ struct Inner<S: Storage> {
     in_flight_bytes: usize,
     messages_since_sync: i64,
     last_sync_ms: i64,
+    /// Bytes appended since the last fdatasync started.
+    bytes_since_sync: u64,
+    /// Moving average of the bytes each fdatasync covered (decides how files grow, see
+    /// `ensure_preallocated`).
+    sync_bytes_avg: u64,
     failed: Option<String>,
     closed: bool,
     truncating: bool,
@@ -454,6 +459,8 @@ impl<S: Storage> Log<S> {
                 in_flight_bytes: 0,
                 messages_since_sync: 0,
                 last_sync_ms: now_ms,
+                bytes_since_sync: 0,
+                sync_bytes_avg: u64::MAX,
                 failed: None,
                 closed: false,
                 truncating: false,
@@ -628,6 +635,7 @@ impl<S: Storage> Log<S> {
             inner.cache_bytes += len;
             inner.in_flight_bytes += len;
             inner.messages_since_sync += header.record_count.max(0) as i64;
+            inner.bytes_since_sync += len as u64;
             if header.partition_leader_epoch >= 0 {
                 let epoch = LeaderEpoch(header.partition_leader_epoch);
                 if inner.epochs.latest().is_none_or(|(e, _)| e < epoch)
