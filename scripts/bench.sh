@@ -50,7 +50,9 @@ PLOTS_DIR=${PLOTS_DIR:-$ROOT/benchmarks/plots}
 SCRATCH=${SCRATCH:-$(mktemp -d /tmp/riptide-bench.XXXXXX)}
 DATA_DIR="$SCRATCH/riptide-data"
 # shellcheck disable=SC2016  # expanded later, on purpose
-RIPTIDE_CMD=${RIPTIDE_CMD:-'target/release/riptide broker --data-dir $DATA_DIR --listeners PLAINTEXT://127.0.0.1:$RIPTIDE_PORT --set log.flush.policy=$FLUSH_POLICY'}
+# Retention checked every 10 s (Kafka's default is 5 minutes): the 5-minute mixed row relies
+# on retention.bytes to stay within the disk.
+RIPTIDE_CMD=${RIPTIDE_CMD:-'target/release/riptide broker --data-dir $DATA_DIR --listeners PLAINTEXT://127.0.0.1:$RIPTIDE_PORT --set log.flush.policy=$FLUSH_POLICY --set log.retention.check.interval.ms=10000'}
 PERF=target/release/riptide-perf
 
 if [[ $MODE == quick ]]; then

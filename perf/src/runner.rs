@@ -301,6 +301,7 @@ pub fn run_once(
             &topic,
             w.partitions_per_topic,
             w.replication_factor,
+            &w.topic_configs,
             TOPIC_CREATE_TIMEOUT,
         )?);
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, DeleteTopicsRequest,
@@ -233,6 +233,7 @@ pub fn create_topic(
     topic: &str,
     partitions: u32,
     replication: i16,
+    configs: &std::collections::BTreeMap<String, String>,
     timeout: Duration,
 ) -> Result<TopicLayout> {
     let version = pick_version(&conn.versions, ApiKey::CreateTopics, 2, 5)?;
@@ -240,6 +241,14 @@ pub fn create_topic(
     t.name = TopicName(StrBytes::from_string(topic.to_string()));
     t.num_partitions = partitions as i32;
     t.replication_factor = replication;
+    t.configs = configs
+        .iter()
+        .map(|(k, v)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(k.clone()))
+                .with_value(Some(StrBytes::from_string(v.clone())))
+        })
+        .collect();
     let mut req = CreateTopicsRequest::default();
     req.topics = vec![t];
     req.timeout_ms = timeout.as_millis() as i32;

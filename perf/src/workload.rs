@@ -167,6 +167,10 @@ pub struct Workload {
     /// missing messages.
     #[serde(default = "drain_default")]
     pub drain_timeout_s: u64,
+    /// Topic configs sent with CreateTopics (e.g. `retention.bytes`, so that a long run
+    /// cannot fill the disk), as in OpenMessaging Benchmark's `topicConfig`.
+    #[serde(default)]
+    pub topic_configs: std::collections::BTreeMap<String, String>,
 }
 
 impl Workload {
