@@ -97,6 +97,8 @@ def fmt_ratio(v):
     """A ratio with enough digits to stay readable when it is far below 1."""
     if v is None:
         return "–"
+    if 0 < v < 0.001:
+        return f"1/{1 / v:,.0f}×"  # e.g. latency 1.4 ms vs 36 s: "1/26,400×", not "0.0000×"
     if 0 < v < 0.01:
         return f"{v:.4f}×"
     return f"{v:,.2f}×"
