@@ -59,8 +59,8 @@ pub fn spawn_flusher<S: Storage>(log: &Rc<Log<S>>) {
 
 /// Logs whose fdatasyncs cover less than this on average grow their files by zero fills
 /// (see `ensure_preallocated`): below it the per-sync metadata write that a fallocated file
-/// costs dominates; above it the doubled device bandwidth of zero fills costs more (one
-/// partition streaming 2 MiB per sync ran at 0.98 GiB/s with zero fills, 1.40 without).
+/// costs dominates; above it the syncs are few and the doubled device bandwidth of zero
+/// fills is not worth paying (BENCHMARKS.md, logbench run F).
 const ZERO_FILL_SYNC_BYTES_MAX: u64 = 1 << 20;
 
 /// Exponential moving average (weight 1/8) of the bytes per fdatasync; `u64::MAX` means no
