@@ -9,7 +9,18 @@
 //! thread-locals of each shard; the engine only carries work. A message is a boxed `Send`
 //! closure producing a local (non-`Send`) future on the target shard, and replies come back
 //! on a `futures` oneshot, which glommio can wake across threads. Queues are bounded
-//! (`mesh_queue_depth`): a sender awaits when the target's queue is full (backpressure).
+//! (`mesh_queue_depth` per sending shard): a sender awaits when the target's queue is full
+//! (backpressure).
+//!
+//! Why our own mesh and not glommio's `MeshBuilder`: its `join` is a cross-thread
+//! registration handshake followed by a `connect()` per channel pair, and it lost a
+//! wake-up about once in several thousand two-shard starts (one shard asleep, the other
+//! re-polling a `Connector` forever: the start-up hang of sessions 2 and 3). Here every
+//! queue is created before any executor starts and handed to its shards, so starting needs
+//! no handshake at all. The queues are `flume` bounded MPMC channels (already in glommio's
+//! dependency tree): any number of tasks may await a send or a receive, each with its own
+//! waker, and a wake from another thread goes through glommio's foreign-wake path, which
+//! always writes the sleeping executor's eventfd for latency-queue tasks.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -18,11 +29,13 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use futures::channel::oneshot;
-use glommio::channels::channel_mesh::{MeshBuilder, Receivers, Senders};
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares, TaskQueueHandle};
 
 use crate::error::{Error, Result};
 use crate::types::ShardId;
+
+mod stall;
+pub use stall::kicks as stall_kicks;
 
 /// The longest a lost cross-shard wake-up can delay work (see `shard_main`).
 const LOST_WAKEUP_BOUND: Duration = Duration::from_millis(2);
@@ -63,7 +76,8 @@ pub fn default_shard_count() -> u16 {
 struct ShardContext {
     id: ShardId,
     count: u16,
-    senders: Senders<ShardJob>,
+    /// One sender per shard, indexed by shard id; `None` for this shard itself.
+    senders: Vec<Option<flume::Sender<ShardJob>>>,
     latency_queue: TaskQueueHandle,
     background_queue: TaskQueueHandle,
 }
@@ -130,8 +144,13 @@ where
             let _ = tx.send(result);
         })
     });
-    ctx.senders
-        .send_to(target.0 as usize, boxed)
+    let sender = ctx
+        .senders
+        .get(target.0 as usize)
+        .and_then(Option::as_ref)
+        .ok_or(Error::ShardUnavailable(target.0))?;
+    sender
+        .send_async(boxed)
         .await
         .map_err(|_| Error::ShardUnavailable(target.0))?;
     rx.await.map_err(|_| Error::ShardUnavailable(target.0))
@@ -161,15 +180,22 @@ pub struct Runtime<T: Send + 'static> {
 }
 
 impl<T: Send + 'static> Runtime<T> {
-    /// Start `config.shard_count` executors. Each joins the mesh, then runs `main(shard)`;
-    /// when `main` returns, the shard stops receiving jobs and its executor exits.
+    /// Start `config.shard_count` executors, each with its ends of the mesh, running
+    /// `main(shard)`; when `main` returns, the shard stops receiving jobs and its executor
+    /// exits.
     pub fn start<M, Fut>(config: &RuntimeConfig, main: M) -> Result<Runtime<T>>
     where
         M: Fn(ShardId) -> Fut + Send + Sync + Clone + 'static,
         Fut: Future<Output = T> + 'static,
     {
         assert!(config.shard_count >= 1, "at least one shard");
-        let mesh = MeshBuilder::full(config.shard_count as usize, config.mesh_queue_depth);
+        assert!(
+            config.mesh_queue_depth >= 1,
+            "a mesh queue holds at least one job"
+        );
+        let mut meshes = build_mesh(config.shard_count, config.mesh_queue_depth).into_iter();
+        let beats = stall::start(config.shard_count)
+            .map_err(|e| Error::Invalid(format!("cannot start the stall guard: {e}")))?;
         let cpus: Vec<usize> = online_cpus();
         let mut handles = Vec::with_capacity(config.shard_count as usize);
         for i in 0..config.shard_count {
@@ -178,15 +204,18 @@ impl<T: Send + 'static> Runtime<T> {
             } else {
                 Placement::Unbound
             };
-            let mesh = mesh.clone();
+            let mesh = meshes.next().expect("one mesh end per shard");
             let main = main.clone();
             let count = config.shard_count;
+            let beats = beats.clone();
             let handle = LocalExecutorBuilder::new(placement)
                 .name(&format!("shard-{i}"))
                 .io_memory(config.io_memory_bytes)
                 // Never busy-poll while idle: several brokers share 2-core test machines.
                 .spin_before_park(Duration::ZERO)
-                .spawn(move || async move { shard_main(mesh, count, main).await })
+                .spawn(
+                    move || async move { shard_main(ShardId(i), mesh, beats, count, main).await },
+                )
                 .map_err(|e| Error::Invalid(format!("cannot start shard {i}: {e}")))?;
             handles.push(handle);
         }
@@ -206,8 +235,36 @@ impl<T: Send + 'static> Runtime<T> {
     }
 }
 
+/// One shard's ends of the mesh: a sender to every other shard's queue, and its own queue.
+struct MeshEnds {
+    senders: Vec<Option<flume::Sender<ShardJob>>>,
+    receiver: flume::Receiver<ShardJob>,
+}
+
+/// Every queue of the mesh, created before any executor runs (so no start-up handshake).
+/// Shard j's queue holds `depth` jobs per peer that may send to it, so the bound is the
+/// same as one queue per pair, and a flooding peer is held back by backpressure.
+fn build_mesh(count: u16, depth: usize) -> Vec<MeshEnds> {
+    let peers = (count as usize).saturating_sub(1).max(1);
+    let queues: Vec<_> = (0..count)
+        .map(|_| flume::bounded::<ShardJob>(depth.saturating_mul(peers)))
+        .collect();
+    (0..count as usize)
+        .map(|i| MeshEnds {
+            senders: queues
+                .iter()
+                .enumerate()
+                .map(|(j, (tx, _))| (j != i).then(|| tx.clone()))
+                .collect(),
+            receiver: queues[i].1.clone(),
+        })
+        .collect()
+}
+
 async fn shard_main<T: Send + 'static, M, Fut>(
-    mesh: MeshBuilder<ShardJob, glommio::channels::channel_mesh::Full>,
+    id: ShardId,
+    mesh: MeshEnds,
+    beats: stall::Beats,
     count: u16,
     main: M,
 ) -> T
@@ -223,27 +280,26 @@ where
     );
     let background_queue =
         ex.create_task_queue(Shares::Static(100), Latency::NotImportant, "background");
-    // glommio 0.9 can lose the wake-up of a sleeping executor when another shard sends it
-    // a mesh message or wakes one of its tasks (its sleep/notify handshake uses relaxed
-    // atomics; shared channels never force the eventfd). A short periodic timer bounds
-    // how long such a lost wake-up can leave work waiting, at a cost of a few hundred
-    // idle wake-ups per second per shard (no busy polling). It starts before the mesh
-    // join: joining is itself a cross-shard handshake over shared channels, and a lost
-    // wake-up there once left a broker hung at start-up with no log line.
+    // glommio 0.9 can lose the wake-up of a sleeping executor when another shard wakes one
+    // of its tasks that is not on a latency-sensitive queue (its sleep/notify handshake
+    // uses relaxed atomics and forces the eventfd only for latency tasks). A short
+    // periodic timer bounds how long such a lost wake-up can leave work waiting, at a cost
+    // of a few hundred idle wake-ups per second per shard (no busy polling). Its beats are
+    // also what the stall guard watches: an executor that sleeps through this timer
+    // itself (seen: a lost wake-up inside glommio's ring-linking sleep) is interrupted.
+    beats[id.0 as usize].register_current_thread();
+    let beat_of = beats.clone();
     let watchdog_task = glommio::spawn_local_into(
-        async {
+        async move {
             loop {
                 glommio::timer::sleep(LOST_WAKEUP_BOUND).await;
+                beat_of[id.0 as usize].beat();
             }
         },
         latency_queue,
     )
     .expect("queue");
-    let (senders, receivers) = glommio::spawn_local_into(mesh.join(), latency_queue)
-        .expect("latency queue exists")
-        .await
-        .expect("mesh join");
-    let id = ShardId(senders.peer_id() as u16);
+    let MeshEnds { senders, receiver } = mesh;
     let ctx = Rc::new(ShardContext {
         id,
         count,
@@ -252,8 +308,8 @@ where
         background_queue,
     });
     CONTEXT.with(|c| *c.borrow_mut() = Some(ctx.clone()));
-    let receivers_task =
-        glommio::spawn_local_into(serve_mesh(receivers), latency_queue).expect("queue");
+    let receiver_task =
+        glommio::spawn_local_into(serve_mesh(receiver.clone()), latency_queue).expect("queue");
     // The shard's main task — and so every task it spawns with `glommio::spawn_local`:
     // connections, their writers — runs on the latency queue. That is not only a priority:
     // glommio 0.9 forces the eventfd notification of a sleeping executor only for wakes of
@@ -264,28 +320,25 @@ where
     let result = glommio::spawn_local_into(main(id), latency_queue)
         .expect("latency queue exists")
         .await;
-    // Stop accepting jobs; peers see a closed queue and get ShardUnavailable.
-    ctx.senders.close();
-    drop(receivers_task);
+    // Stop accepting jobs: once this shard's receiver is gone, peers' sends fail and jobs
+    // still queued are dropped with their reply channels, so callers get ShardUnavailable.
+    drop(receiver_task);
+    for job in receiver.drain() {
+        drop(job);
+    }
+    drop(receiver);
     drop(watchdog_task);
+    beats[id.0 as usize].deregister();
     CONTEXT.with(|c| *c.borrow_mut() = None);
     result
 }
 
 /// Receive jobs from every peer and run each as its own task, so one slow job never holds
 /// back the queue behind it.
-async fn serve_mesh(mut receivers: Receivers<ShardJob>) {
-    let streams = receivers.streams();
-    let mut tasks = Vec::with_capacity(streams.len());
-    for (_, receiver) in streams {
-        tasks.push(glommio::spawn_local(async move {
-            while let Some(job) = receiver.recv().await {
-                spawn_latency(job());
-            }
-        }));
-    }
-    for t in tasks {
-        t.await;
+async fn serve_mesh(receiver: flume::Receiver<ShardJob>) {
+    // Ends only when every sender is gone; the shard cancels this task when it stops.
+    while let Ok(job) = receiver.recv_async().await {
+        spawn_latency(job());
     }
 }
 
@@ -456,9 +509,10 @@ mod stress {
         assert!(late.iter().all(|us| *us < 500_000), "late by {late:?} µs");
     }
 
-    /// Start-up is a cross-shard handshake too (the mesh join): many runtimes started in
-    /// a row must every one come up and exchange a job. A lost wake-up during the join
-    /// once hung a broker at start-up; a hang here fails the test at its deadline.
+    /// Many runtimes started in a row must every one come up and exchange a job. glommio's
+    /// channel-mesh join (a start-up handshake, replaced by queues made before the
+    /// executors start) lost a wake-up about once in several thousand starts and hung a
+    /// broker at start-up; a hang here fails the test at its deadline.
     #[test]
     fn runtimes_start_repeatedly() {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -485,6 +539,9 @@ mod stress {
                 .unwrap();
                 assert_eq!(rt.join().unwrap(), vec![0, 1]);
             }
+            // A kick means a shard slept through its timers and the guard woke it: the
+            // lost wake-up this test was written for (see `stall`).
+            eprintln!("stall guard kicks: {}", stall_kicks());
             tx.send(()).unwrap();
         });
         rx.recv_timeout(Duration::from_secs(120))
