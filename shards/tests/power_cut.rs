@@ -108,7 +108,7 @@ async fn producer(
 async fn power_cut_case(seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let clock = Rc::new(ManualClock::new(1_700_000_000_000));
-    let config = LogConfig {
+    let mut config = LogConfig {
         segment_bytes: rng.gen_range(4_000..40_000),
         index_interval_bytes: rng.gen_range(200..4096),
         flush_policy: FlushPolicy::Always,
@@ -124,6 +124,9 @@ async fn power_cut_case(seed: u64) {
     let mut storage = SimStorage::new();
     let acked = Rc::new(RefCell::new(Acked::default()));
     for life in 0..3 {
+        // Both durability paths, O_DSYNC writes and writes + fdatasync, and switches
+        // between them across restarts (a plain-opened active segment is reopened).
+        config.dsync_writes = rng.gen_bool(0.5);
         let log = open(&storage, &config, &clock)
             .await
             .expect("reopen after power cut");
@@ -276,6 +279,34 @@ fn power_cuts_never_lose_acknowledged_batches() {
     for seed in first..first + cases {
         run(move || async move { power_cut_case(seed).await });
     }
+}
+
+/// The harness sees both durability paths at work: O_DSYNC writes in some lives,
+/// fdatasyncs in others (a test that silently ran only one path would prove half).
+#[test]
+fn power_cut_cases_exercise_dsync_writes_and_fdatasyncs() {
+    run(|| async {
+        let clock = Rc::new(ManualClock::new(0));
+        for dsync_writes in [true, false] {
+            let config = LogConfig {
+                dsync_writes,
+                ..LogConfig::default()
+            };
+            let s = SimStorage::new();
+            let log = open(&s, &config, &clock).await.unwrap();
+            let mut rng = StdRng::seed_from_u64(7);
+            for _ in 0..5 {
+                let info = log.append(make_batch(&mut rng, 5), LeaderEpoch(0)).unwrap();
+                log.wait_durable(info.last_offset).await.unwrap();
+            }
+            let st = s.stats();
+            if dsync_writes {
+                assert!(st.dsync_writes >= 5, "{st:?}");
+            } else {
+                assert!(st.dsync_writes == 0 && st.fdatasyncs >= 5, "{st:?}");
+            }
+        }
+    });
 }
 
 /// The power-cut harness can fail: a log that never fsyncs (policy `none`) but whose

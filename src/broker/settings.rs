@@ -129,6 +129,7 @@ impl BrokerSettings {
                 config::TimestampType::LogAppendTime => TimestampType::LogAppendTime,
                 _ => TimestampType::CreateTime,
             },
+            dsync_writes: self.config.log_dsync_writes(),
             ..LogConfig::default()
         }
     }

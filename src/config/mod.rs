@@ -501,6 +501,11 @@ impl BrokerConfig {
             n => Some(n as usize),
         }
     }
+    /// `riptide.log.dsync.writes`: O_DSYNC segment writes under `flush.policy=always`.
+    pub fn log_dsync_writes(&self) -> bool {
+        self.boolean("riptide.log.dsync.writes")
+    }
+
     pub fn pin(&self) -> bool {
         self.boolean("riptide.pin")
     }

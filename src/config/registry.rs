@@ -358,6 +358,8 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         "The time a producer id is kept after its last write before its state is expired."),
     broker("riptide.cores", T::Int, Some("0"), V::Between(0, 1024),
         "Riptide: number of shards (one per core); 0 = one per available core."),
+    broker("riptide.log.dsync.writes", T::Bool, Some("false"), V::None,
+        "Riptide: under flush.policy=always, write segments through O_DSYNC files (each write durable on completion) instead of writes followed by fdatasync; may pay on devices with FUA."),
     broker("riptide.pin", T::Bool, Some("true"), V::None,
         "Riptide: pin each shard to its core."),
     compat("socket.receive.buffer.bytes", T::Int, Some("102400"), "Accepted for compatibility; Riptide uses the OS default."),

@@ -159,6 +159,7 @@ fn config(policy: FlushPolicy) -> LogConfig {
     LogConfig {
         flush_policy: policy,
         write_chunk_bytes: env("LB_CHUNK").unwrap_or(d.write_chunk_bytes),
+        dsync_writes: env("LB_DSYNC").map_or(d.dsync_writes, |v| v != 0),
         writes_in_flight_max: env("LB_WRITES").unwrap_or(d.writes_in_flight_max),
         in_flight_bytes_max: env("LB_INFLIGHT").unwrap_or(d.in_flight_bytes_max),
         buffer_bytes_max: env("LB_BUFFER").unwrap_or(d.buffer_bytes_max),

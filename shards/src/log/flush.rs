@@ -90,6 +90,9 @@ struct Chunk {
     last_next: Option<i64>,
     /// The partial last block, if this chunk ends inside a block.
     tail: Option<Vec<u8>>,
+    /// Written through an O_DSYNC file: durable once it (and every chunk before it, which
+    /// completions are consumed in order) completed.
+    durable: bool,
     task: glommio::task::JoinHandle<Result<()>>,
 }
 
@@ -190,7 +193,11 @@ impl<S: Storage> Log<S> {
             .is_none_or(|s| s.created);
         if !created {
             let path = self.dir.join(segment_file_name(base, "log"));
-            let file = self.storage.open(&path, true).await?;
+            let file = if self.wants_dsync_writes() {
+                self.storage.open_dsync(&path, true).await?
+            } else {
+                self.storage.open(&path, true).await?
+            };
             let step = self.config.preallocate_step_min_bytes;
             file.preallocate(step).await?;
             // The new name must be durable before any data in it is declared durable.
@@ -211,6 +218,7 @@ impl<S: Storage> Log<S> {
             .get(&base)
             .is_some_and(|s| !s.pending.is_empty());
         if has_pending {
+            self.reopen_for_dsync_writes(base).await?;
             // One pipeline run per step: what arrives later joins the next step (and, under
             // `always`, the next fdatasync).
             self.write_pending(base).await?;
@@ -232,7 +240,6 @@ impl<S: Storage> Log<S> {
     /// `always` the step ends at the size seen when it started, so an fdatasync follows
     /// promptly; otherwise it follows the data as it arrives.
     async fn write_pending(&self, base: i64) -> Result<()> {
-        let always = self.config.flush_policy == FlushPolicy::Always;
         let chunk_bytes = self.config.write_chunk_bytes;
         let (file, target_end, mut submitted) = {
             let inner = self.inner.borrow();
@@ -243,6 +250,10 @@ impl<S: Storage> Log<S> {
                 seg.written,
             )
         };
+        // Each write through an O_DSYNC file is durable on completion: it streams as under
+        // `none`. Otherwise `always` bounds the step so that its fdatasync comes promptly.
+        let durable_writes = file.writes_are_durable();
+        let always = self.config.flush_policy == FlushPolicy::Always && !durable_writes;
         let first_submitted = submitted;
         let mut queue: VecDeque<Chunk> = VecDeque::new();
         let mut partial_outstanding = false;
@@ -297,6 +308,7 @@ impl<S: Storage> Log<S> {
                     data_bytes: (end_pos - submitted) as usize,
                     last_next,
                     tail,
+                    durable: durable_writes,
                     task,
                 });
                 submitted = end_pos;
@@ -439,6 +451,34 @@ impl<S: Storage> Log<S> {
         seg.preallocated = seg.preallocated.max(to);
     }
 
+    /// Whether new segment files of this log are opened for durable (O_DSYNC) writes.
+    fn wants_dsync_writes(&self) -> bool {
+        self.config.dsync_writes && self.config.flush_policy == FlushPolicy::Always
+    }
+
+    /// A segment file opened without O_DSYNC (by recovery after a restart, or before the
+    /// topic's policy became `always`) is reopened with it before the next writes; readers
+    /// holding the old handle keep it until they drop it.
+    async fn reopen_for_dsync_writes(&self, base: i64) -> Result<()> {
+        if !self.wants_dsync_writes() {
+            return Ok(());
+        }
+        let plain = {
+            let inner = self.inner.borrow();
+            let seg = inner.segments.get(&base).expect("segment");
+            seg.file.as_ref().is_some_and(|f| !f.writes_are_durable())
+        };
+        if !plain {
+            return Ok(());
+        }
+        let path = self.dir.join(segment_file_name(base, "log"));
+        let file = Rc::new(self.storage.open_dsync(&path, false).await?);
+        let mut inner = self.inner.borrow_mut();
+        let seg = inner.segments.get_mut(&base).expect("segment");
+        seg.file = Some(file);
+        Ok(())
+    }
+
     /// Once less than one step of zero-filled room is left, fill the next step in the
     /// background: by the time the writes reach its end the fill is (normally) done.
     fn start_fill_ahead(&self, file: &Rc<S::File>, base: i64, end: u64) {
@@ -494,6 +534,15 @@ impl<S: Storage> Log<S> {
             }
             if let Some(next) = c.last_next {
                 inner.written_offset = inner.written_offset.max(Offset(next));
+            }
+            if c.durable {
+                // Every earlier chunk completed first, each durable itself: everything
+                // written is durable. Bytes per durable write feed the zero-fill choice as
+                // bytes per fdatasync do.
+                inner.synced_offset = inner.synced_offset.max(inner.written_offset);
+                inner.bytes_since_sync = inner.bytes_since_sync.saturating_sub(c.data_bytes as u64);
+                inner.sync_bytes_avg =
+                    sync_bytes_average(inner.sync_bytes_avg, c.data_bytes as u64);
             }
             inner.in_flight_bytes -= c.data_bytes;
         }

@@ -89,6 +89,12 @@ pub struct LogConfig {
     /// Preallocation steps grow from the min, doubling with the file, up to the max.
     pub preallocate_step_min_bytes: u64,
     pub preallocate_step_max_bytes: u64,
+    /// Under `flush.policy=always`, write the active segment through an O_DSYNC file (each
+    /// write durable on completion: the write and its device flush are one operation)
+    /// instead of plain writes followed by an fdatasync. Off by default: on this project's
+    /// test machines (virtio disk without FUA, so each O_DSYNC write costs its own cache
+    /// flush) it was slower than group-committed fdatasyncs (BENCHMARKS.md, run G).
+    pub dsync_writes: bool,
 }
 
 impl Default for LogConfig {
@@ -110,6 +116,7 @@ impl Default for LogConfig {
             write_step_bytes_max: 64 << 20,
             preallocate_step_min_bytes: 1 << 20,
             preallocate_step_max_bytes: 32 << 20,
+            dsync_writes: false,
         }
     }
 }

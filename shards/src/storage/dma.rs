@@ -58,6 +58,23 @@ impl DmaStorage {
     }
 }
 
+async fn open_dma(path: &Path, create: bool, dsync: bool) -> Result<DmaStorageFile> {
+    // read+write: `DmaFile::create` would open write-only and reads would fail.
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .custom_flags(if dsync { libc::O_DSYNC } else { 0 })
+        .dma_open(path)
+        .await
+        .map_err(|e| io_err(path, e))?;
+    Ok(DmaStorageFile {
+        file,
+        path: path.to_path_buf(),
+        dsync,
+    })
+}
+
 fn io_err(path: &Path, e: glommio::GlommioError<()>) -> Error {
     Error::io(path, e.into())
 }
@@ -66,18 +83,11 @@ impl Storage for DmaStorage {
     type File = DmaStorageFile;
 
     async fn open(&self, path: &Path, create: bool) -> Result<DmaStorageFile> {
-        // read+write: `DmaFile::create` would open write-only and reads would fail.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .dma_open(path)
-            .await
-            .map_err(|e| io_err(path, e))?;
-        Ok(DmaStorageFile {
-            file,
-            path: path.to_path_buf(),
-        })
+        open_dma(path, create, false).await
+    }
+
+    async fn open_dsync(&self, path: &Path, create: bool) -> Result<DmaStorageFile> {
+        open_dma(path, create, true).await
     }
 
     async fn create_dir(&self, path: &Path) -> Result<()> {
@@ -135,6 +145,8 @@ impl Storage for DmaStorage {
 pub struct DmaStorageFile {
     file: DmaFile,
     path: PathBuf,
+    /// Opened with O_DSYNC: every write is durable on completion.
+    dsync: bool,
 }
 
 impl StorageFile for DmaStorageFile {
@@ -156,6 +168,10 @@ impl StorageFile for DmaStorageFile {
         let mut buf = self.file.alloc_dma_buffer(len);
         buf.as_bytes_mut()[zero_from..].fill(0);
         buf
+    }
+
+    fn writes_are_durable(&self) -> bool {
+        self.dsync
     }
 
     async fn write_at(&self, buf: DmaBuffer, pos: u64) -> Result<()> {

@@ -42,6 +42,12 @@ pub trait Storage: Clone + 'static {
     type File: StorageFile;
     /// Opens a file read+write; `create` creates it when missing.
     async fn open(&self, path: &Path, create: bool) -> Result<Self::File>;
+    /// As [`Storage::open`], but every write through the returned file is durable when it
+    /// completes (`O_DSYNC`: the data and the metadata needed to read it back, e.g. the file
+    /// size; on Linux a device cache flush follows each write). For logs under
+    /// `flush.policy=always`: a write and its flush become one operation, completed in the
+    /// kernel without a separate fdatasync (which io_uring always hands to a worker thread).
+    async fn open_dsync(&self, path: &Path, create: bool) -> Result<Self::File>;
     /// Creates one directory level (the parent must exist). Existing is not an error.
     async fn create_dir(&self, path: &Path) -> Result<()>;
     /// Makes the entries of directory `path` (creates, renames, deletes) durable.
@@ -67,8 +73,13 @@ pub trait StorageFile: 'static {
         debug_assert!(zero_from <= len);
         self.alloc_buf(len)
     }
-    /// Writes the whole buffer at `pos` (both block-aligned).
+    /// Writes the whole buffer at `pos` (both block-aligned). On a file from
+    /// [`Storage::open_dsync`] the write is durable when this returns.
     async fn write_at(&self, buf: Self::Buf, pos: u64) -> Result<()>;
+    /// Whether writes are durable on completion (the file came from `open_dsync`).
+    fn writes_are_durable(&self) -> bool {
+        false
+    }
     /// Reads up to `len` bytes at `pos`; fewer at end of file.
     async fn read_at(&self, pos: u64, len: usize) -> Result<Vec<u8>>;
     /// Makes the data and the size of the file durable.
