@@ -4,8 +4,9 @@
 Usage: bench_report.py <out-dir> <BENCHMARKS.md> <plots-dir> <mode> <runs>
 
 Reads <out-dir>/{iperf3,fio-*}.json (the same-run ceilings) and <out-dir>/<row>/ (the
-riptide-perf summary JSON, markdown, SVGs, and the exact command), copies the SVGs into
-<plots-dir>, and replaces everything between the markers below in BENCHMARKS.md.
+riptide-perf summary JSON, markdown, SVGs, the exact command, and peer.txt: which peer and
+storage engine the row ran against, from `scripts/peer-tansu.sh describe`), copies the SVGs
+into <plots-dir>, and replaces everything between the markers below in BENCHMARKS.md.
 """
 import glob
 import json
@@ -178,6 +179,17 @@ def targets_section(out, c):
     return out_lines + [""]
 
 
+def peer_info(row_dir):
+    """(description, storage engine) of the row's peer, from its peer.txt; (None, "–")
+    when the row recorded none."""
+    try:
+        desc = open(os.path.join(row_dir, "peer.txt")).read().strip()
+    except OSError:
+        return None, "–"
+    m = re.search(r"storage engine (\w+)://", desc)
+    return desc, m.group(1) if m else "?"
+
+
 def main():
     out, bench_md, plots, mode, runs = sys.argv[1:6]
     os.makedirs(plots, exist_ok=True)
@@ -188,6 +200,11 @@ def main():
                  "figures are medians with min–max over alternating runs (Riptide, Tansu, Riptide, …). "
                  "MiB are payload bytes (key + value). Broker CPU is user + system time of the broker "
                  "process over the measured window, from /proc.")
+    rows = sorted((d for d in os.listdir(out) if os.path.isdir(os.path.join(out, d))), key=row_key)
+    peers = sorted({p for p in (peer_info(os.path.join(out, r))[0] for r in rows) if p})
+    if peers:
+        lines += ["", "Peer (the `tansu` column of every table), per row as the summary's last column says:"]
+        lines += [f"- {p}" for p in peers]
     lines += ["", "### Same-run ceilings", "", "| ceiling | value |", "|---|---:|"]
     if "loopback" in c:
         lines.append(f"| loopback TCP, `iperf3 -l 1M` | {c['loopback'] / GIB:.2f} GiB/s |")
@@ -200,17 +217,19 @@ def main():
     lines += ["", "Commands: `iperf3 -s` + `iperf3 -c 127.0.0.1 -l 1M -t T -J`; "
               "`fio --rw=write|read --bs=128k --iodepth=8 --ioengine=io_uring --direct=1 --size=2G --time_based`; "
               "`fio --rw=write --bs=16k --ioengine=sync --fdatasync=1`.", ""]
-    rows = sorted((d for d in os.listdir(out) if os.path.isdir(os.path.join(out, d))), key=row_key)
     table = ["### Summary", "",
-             "| row | metric | Riptide | ceiling | Riptide / ceiling | Riptide CPU core-s/GiB | Tansu | Tansu CPU core-s/GiB | Riptide / Tansu |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| row | metric | Riptide | ceiling | Riptide / ceiling | Riptide CPU core-s/GiB | Tansu | Tansu CPU core-s/GiB | Riptide / Tansu | Tansu store |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     details = []
     gap_rows = []
     for row in rows:
         d = os.path.join(out, row)
         title = open(os.path.join(d, "title.txt")).read().strip() if os.path.exists(os.path.join(d, "title.txt")) else row
         command = open(os.path.join(d, "command.txt")).read().strip() if os.path.exists(os.path.join(d, "command.txt")) else "?"
+        peer_desc, store = peer_info(d)
         details += [f"### Row {row}: {title}", "", "```", command, "```", ""]
+        if peer_desc:
+            details += [f"Peer: {peer_desc}.", ""]
         for name in ("broker-died.txt", "peer-died.txt"):
             died = os.path.join(d, name)
             if os.path.exists(died):
@@ -229,7 +248,7 @@ def main():
                 name = "Riptide" if m["target"] == "riptide" else m["target"]
                 table.append(f"| {row} | max msg/s held, p99 < {m['p99_limit_ms']} ms ({name}) | "
                              f"{fmt(m['max_rate_msgs_per_s'], 0) if m['target'] == 'riptide' else '–'} | – | – | – | "
-                             f"{fmt(m['max_rate_msgs_per_s'], 0) if m['target'] != 'riptide' else '–'} | – | – |")
+                             f"{fmt(m['max_rate_msgs_per_s'], 0) if m['target'] != 'riptide' else '–'} | – | – | {store} |")
             continue
         jsons = [j for j in glob.glob(os.path.join(d, "*.json"))]
         summary = load(jsons[0]) if jsons else None
@@ -240,13 +259,13 @@ def main():
             except OSError:
                 pass
             details += ["```", ""]
-            table.append(f"| {row} | failed | – | – | – | – | – | – | – |")
+            table.append(f"| {row} | failed | – | – | – | – | – | – | – | {store} |")
             continue
         what, rip, ceiling, frac, cpu, peer, peer_cpu, ratio = headline(row, summary, c)
         if frac is not None:
             gap_rows.append((row, frac, what))
         table.append(f"| {row} | {what} | {fmt(rip, 2)} | {fmt(ceiling, 2)} | {fmt(frac and frac * 100, 1)}{'%' if frac else ''} "
-                     f"| {fmt(cpu, 2)} | {fmt(peer, 2)} | {fmt(peer_cpu, 2)} | {fmt_ratio(ratio)} |")
+                     f"| {fmt(cpu, 2)} | {fmt(peer, 2)} | {fmt(peer_cpu, 2)} | {fmt_ratio(ratio)} | {store} |")
         md_path = next(iter(glob.glob(os.path.join(d, "*.md"))), None)
         md = open(md_path).read() if md_path else ""
         for svg in glob.glob(os.path.join(d, "*.svg")):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The standard benchmark suite of issue 4, in one command:
-#   builds release binaries, starts a fresh Riptide and the peer (Tansu 0.6.0, in-memory),
+#   builds release binaries, starts a fresh Riptide and the peer (Tansu 0.6.0; its storage
+#   engine per row, see TANSU_STORAGE below and scripts/peer-tansu.sh),
 #   records the same-run physical ceilings (iperf3 loopback, fio O_DIRECT, fio fdatasync),
 #   runs every suite row with `riptide-perf --compare riptide,tansu` (alternating runs),
 #   and rewrites the results section of BENCHMARKS.md between its markers.
@@ -13,6 +14,11 @@
 #                       s = issue 3's speed rows only: 1c 1d 2a and the librdkafka e2e rows)
 #   RUNS=5              runs per target (quick: 2)
 #   PEER=tansu|none     the side-by-side peer      SKIP_RIPTIDE=1  peer only (no Riptide yet)
+#   TANSU_STORAGE=auto|sqlite|memory  the peer's storage engine. auto (default): the in-memory
+#                       store (Tansu's fastest) wherever it holds the row's data, with a fresh
+#                       peer per row; sqlite (disk-backed) for rows 0 and 5, whose volume
+#                       (60 s holds at the max rate; 5 minutes at half of it) exhausts RAM.
+#                       Recorded per row in the report (<row>/peer.txt).
 #   RIPTIDE_CMD         how to start Riptide; $RIPTIDE_PORT, $DATA_DIR and $FLUSH_POLICY are
 #                       expanded when it runs (default below)
 #   MAX_RATE            msg/s used as "max" by rows 3 and 5 (default: measured in row 1)
@@ -25,6 +31,8 @@ cd "$ROOT"
 MODE=${MODE:-full}
 ROWS=${ROWS:-"1 0 2 3 4 5 f"}
 PEER=${PEER:-tansu}
+TANSU_STORAGE=${TANSU_STORAGE:-auto}
+PEER_ENGINE=memory   # the engine of the running peer (set by fresh_brokers)
 SKIP_RIPTIDE=${SKIP_RIPTIDE:-0}
 # A free port, chosen at random: brokers may use SO_REUSEPORT, and then a second broker on
 # the same port silently takes half the connections.
@@ -148,7 +156,8 @@ start_peer() {
     [[ $PEER == none ]] && return 0
     stop_peer
     port_free "$PEER_PORT" || PEER_PORT=$(pick_port)
-    scripts/peer-tansu.sh start "$PEER_PORT" "$PEER_PIDFILE" "$OUT/tansu.log" >/dev/null
+    TANSU_STORAGE=$PEER_ENGINE TANSU_DATA_DIR="$SCRATCH/tansu-data" \
+        scripts/peer-tansu.sh start "$PEER_PORT" "$PEER_PIDFILE" "$OUT/tansu.log" >/dev/null
 }
 
 stop_peer() { [[ -f $PEER_PIDFILE ]] && scripts/peer-tansu.sh stop "$PEER_PIDFILE"; return 0; }
@@ -170,9 +179,11 @@ envsubst_simple() {
     echo "$s"
 }
 
-# Fresh brokers for every row: Tansu keeps everything in memory, Riptide gets an empty dir.
-fresh_brokers() {  # $1 = flush policy
+# Fresh brokers for every row: both get an empty data dir (Tansu's memory store starts empty).
+# $2: the peer engine the row needs under TANSU_STORAGE=auto (default memory).
+fresh_brokers() {  # $1 = flush policy, [$2 = sqlite|memory]
     CURRENT_POLICY=$1
+    if [[ $TANSU_STORAGE == auto ]]; then PEER_ENGINE=${2:-memory}; else PEER_ENGINE=$TANSU_STORAGE; fi
     start_riptide "$1" || true
     start_peer
 }
@@ -202,6 +213,7 @@ run_row() {
         --no-progress --out-dir "$dir" "$@")
     log "row $id: $title"
     printf '%q ' "${cmd[@]}" | sed 's/ $//' >"$dir/command.txt"
+    [[ $PEER != none ]] && TANSU_STORAGE=$PEER_ENGINE scripts/peer-tansu.sh describe >"$dir/peer.txt"
     echo "$title" >"$dir/title.txt"
     if ! "${cmd[@]}" >"$dir/stdout.md" 2>"$dir/stderr.log"; then
         log "row $id failed (see $dir/stderr.log)"
@@ -225,6 +237,24 @@ run_row() {
     fi
 }
 
+# --- tools ------------------------------------------------------------------------------
+# What the suite runs besides cargo: the ceilings (iperf3, fio), flamegraphs (perf), and
+# the librdkafka build of the rdkafka driver (cmake, a C++ compiler, ssl, zlib, curl headers).
+missing=()
+for tool in iperf3:iperf3 fio:fio perf:linux-perf cmake:cmake g++:g++; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
+done
+for pkg in libssl-dev zlib1g-dev libcurl4-openssl-dev; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    log "apt-get install ${missing[*]}"
+    sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
 # --- build ------------------------------------------------------------------------------
 log "building release binaries"
 if [[ $SKIP_RIPTIDE == 1 ]]; then
@@ -233,7 +263,14 @@ else
     cargo build --release -p perf --features rdkafka --bin riptide-perf
     [[ ${BUILD_RIPTIDE:-1} == 1 ]] && cargo build --release --bin riptide
 fi
-[[ $PEER == tansu ]] && scripts/peer-tansu.sh install
+if [[ $PEER == tansu ]]; then
+    engines=$TANSU_STORAGE
+    [[ $engines == auto ]] && engines="memory sqlite"
+    for e in $engines; do
+        TANSU_STORAGE=$e scripts/peer-tansu.sh install
+        log "peer: $(TANSU_STORAGE=$e scripts/peer-tansu.sh describe)"
+    done
+fi
 
 # --- ceilings ---------------------------------------------------------------------------
 ceilings() {
@@ -281,16 +318,20 @@ PY
 for row in $ROWS; do
     case $row in
     0)
-        fresh_brokers always
+        fresh_brokers always sqlite
         run_row 0 "Max rate: highest producer rate held with publish p99 < 50 ms, acks=all (native)" \
             produce-1k-3p native 1 --set acks=all --find-max-p99-ms 50 "${MAX_SHORT[@]}"
         ;;
     1)
         fresh_brokers always
         run_row 1a "Produce 1 KiB, 3 partitions, acks=1 (native)" produce-1k-3p native "$RUNS" --set acks=1 "${SHORT[@]}"
+        # A fresh peer: the memory store does not give memory back between runs (1a peaked
+        # at 8.8 GiB RSS), and 1b on 1a's peer ran it out of memory.
+        fresh_brokers always
         run_row 1b "Produce 1 KiB, 3 partitions, acks=all (native)" produce-1k-3p native "$RUNS" --set acks=all "${SHORT[@]}"
         fresh_brokers always
         run_row 1c "Produce 1 KiB, 3 partitions, acks=1 (librdkafka)" produce-1k-3p rdkafka "$RUNS" --set acks=1 "${SHORT[@]}"
+        fresh_brokers always
         run_row 1d "Produce 1 KiB, 3 partitions, acks=all (librdkafka)" produce-1k-3p rdkafka "$RUNS" --set acks=all "${SHORT[@]}"
         ;;
     2)
@@ -299,8 +340,9 @@ for row in $ROWS; do
         run_row 2b "Consume from the beginning, tail cache (native)" consume-backlog-1k-3p native "$RUNS" "${BACKLOG[@]}"
         fresh_brokers always
         # Cold: between fill and read Riptide is restarted (its tail cache is then empty and
-        # it reads with O_DIRECT from disk) and the kernel page cache is dropped. Tansu is
-        # memory-only and is not restarted (that would lose the backlog).
+        # it reads with O_DIRECT from disk) and the kernel page cache is dropped. The peer is
+        # not restarted (peer-tansu.sh starts from an empty store; memory:// would lose the
+        # backlog), so for it only the page cache is cold.
         run_row 2c "Consume from the beginning, cold: Riptide restarted, page cache dropped (native)" consume-backlog-1k-3p native "$RUNS" \
             "${BACKLOG[@]}" --before-consume "scripts/bench-restart-riptide.sh"
         ;;
@@ -308,11 +350,14 @@ for row in $ROWS; do
         max=$(max_rate)
         half=$((max / 2))
         for policy in always none; do
-            fresh_brokers "$policy"
             for rate in 5000 50000 "$half"; do
+                # A fresh peer per rate; at half the max rate a memory peer would hold
+                # ~16 GiB per run, so that rate gets the disk-backed one.
+                if [[ $rate == "$half" ]]; then fresh_brokers "$policy" sqlite; else fresh_brokers "$policy"; fi
                 run_row "3-$policy-$rate" "E2E latency at $rate msg/s, acks=all, linger 0, flush.policy=$policy (native)" \
                     e2e-5k native "$RUNS_E2E" --set producer_rate_msgs_per_s="$rate" "${E2E_SHORT[@]}"
             done
+            fresh_brokers "$policy"
             run_row "3-$policy-5000-rdkafka" "E2E latency at 5000 msg/s, acks=all, linger 0, flush.policy=$policy (librdkafka)" \
                 e2e-5k rdkafka "$RUNS_E2E" "${E2E_SHORT[@]}"
         done
@@ -337,7 +382,7 @@ for row in $ROWS; do
         ;;
     5)
         max=$(max_rate)
-        fresh_brokers always
+        fresh_brokers always sqlite
         run_row 5 "Mixed produce+consume at 50% of max ($((max / 2)) msg/s), acks=all (native)" mixed-50pct native 1 \
             --set producer_rate_msgs_per_s=$((max / 2)) "${MIXED_SHORT[@]}"
         ;;

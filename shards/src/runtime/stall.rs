@@ -109,7 +109,7 @@ fn guard(beats: Weak<Vec<ShardBeat>>) {
                     tracing::warn!(
                         shard = i,
                         kicks = total,
-                        "shard slept through its timers for {} ms; interrupted it",
+                        "shard asleep through its due timers for {} ms; interrupted it",
                         CHECK_PERIOD.as_millis()
                     );
                 }
@@ -118,16 +118,37 @@ fn guard(beats: Weak<Vec<ShardBeat>>) {
     }
 }
 
-/// Signals the shard's thread if it is registered. Returns whether a signal was sent.
+/// Signals the shard's thread if it is registered and asleep. Returns whether a signal was
+/// sent. A shard that missed its beats while running or runnable (busy in a long task, or
+/// descheduled on an overloaded machine) is left alone: only a sleeping executor can have
+/// slept through its timer.
 fn kick(shard: &ShardBeat) -> bool {
     let tid = shard.tid.lock().unwrap_or_else(|e| e.into_inner());
     let Some(tid) = *tid else {
         return false;
     };
+    if !is_sleeping(tid) {
+        return false;
+    }
     // SAFETY: tgkill with our own pid and a tid that stays registered (so alive) while
     // the lock is held; the signal's handler does nothing.
     let rc = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, KICK_SIGNAL) };
     rc == 0
+}
+
+/// Whether the thread is in an interruptible sleep ('S' in /proc/self/task/<tid>/stat).
+fn is_sleeping(tid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
+        .ok()
+        .and_then(|stat| thread_state(&stat))
+        == Some('S')
+}
+
+/// The state letter of a /proc stat line: the first field after the command, which is in
+/// parentheses and may itself contain spaces and parentheses. Pure.
+fn thread_state(stat: &str) -> Option<char> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.trim_start().chars().next()
 }
 
 extern "C" fn on_kick(_: libc::c_int) {}
@@ -153,6 +174,31 @@ fn install_handler() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thread_state_parses_odd_command_names() {
+        assert_eq!(thread_state("123 (shard-0) S 1 2 3"), Some('S'));
+        assert_eq!(thread_state("123 (a) b) (c) R 1 2"), Some('R'));
+        assert_eq!(thread_state("garbage"), None);
+    }
+
+    /// A registered thread that stops beating but keeps running is not interrupted.
+    #[test]
+    fn guard_leaves_a_busy_thread_alone() {
+        let beats = start(1).unwrap();
+        let b = beats.clone();
+        std::thread::spawn(move || {
+            b[0].register_current_thread();
+            let t0 = Instant::now();
+            while t0.elapsed() < CHECK_PERIOD * 6 {
+                std::hint::spin_loop();
+            }
+            b[0].deregister();
+        })
+        .join()
+        .unwrap();
+        assert_eq!(beats[0].kicks(), 0);
+    }
 
     /// A thread blocked in a syscall that a signal interrupts (here `pause`) is woken by
     /// the guard once it stops beating; while it beats, it is left alone.
