@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::types::ShardId;
 
 mod stall;
-pub use stall::kicks as stall_kicks;
+pub use stall::{kicks as stall_kicks, last_kick_syscall as stall_last_kick_syscall};
 
 /// The longest a lost cross-shard wake-up can delay work (see `shard_main`).
 const LOST_WAKEUP_BOUND: Duration = Duration::from_millis(2);
@@ -541,7 +541,11 @@ mod stress {
             }
             // A kick means a shard slept through its timers and the guard woke it: the
             // lost wake-up this test was written for (see `stall`).
-            eprintln!("stall guard kicks: {}", stall_kicks());
+            eprintln!(
+                "stall guard kicks: {} (last in syscall {})",
+                stall_kicks(),
+                stall_last_kick_syscall()
+            );
             tx.send(()).unwrap();
         });
         rx.recv_timeout(Duration::from_secs(120))

@@ -18,7 +18,7 @@
 //! std retries EINTR where it can happen). Kicks are counted and logged (rate-limited), so
 //! a real stall is visible rather than silently bounded.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once, Weak};
 use std::time::{Duration, Instant};
 
@@ -73,6 +73,15 @@ pub type Beats = Arc<Vec<ShardBeat>>;
 /// Kicks sent since the process started (all runtimes), for tests and logs.
 static KICKS: AtomicU64 = AtomicU64::new(0);
 
+/// The syscall number the last kicked thread was blocked in (from
+/// /proc/self/task/<tid>/syscall; -1 unknown): tells a sleep in `io_uring_enter` (426)
+/// from, say, a futex wait (202). For logs and tests.
+static LAST_KICK_SYSCALL: AtomicI64 = AtomicI64::new(-1);
+
+pub fn last_kick_syscall() -> i64 {
+    LAST_KICK_SYSCALL.load(Ordering::Relaxed)
+}
+
 pub fn kicks() -> u64 {
     KICKS.load(Ordering::Relaxed)
 }
@@ -109,6 +118,7 @@ fn guard(beats: Weak<Vec<ShardBeat>>) {
                     tracing::warn!(
                         shard = i,
                         kicks = total,
+                        syscall = last_kick_syscall(),
                         "shard asleep through its due timers for {} ms; interrupted it",
                         CHECK_PERIOD.as_millis()
                     );
@@ -130,6 +140,7 @@ fn kick(shard: &ShardBeat) -> bool {
     if !is_sleeping(tid) {
         return false;
     }
+    LAST_KICK_SYSCALL.store(blocked_syscall(tid).unwrap_or(-1), Ordering::Relaxed);
     // SAFETY: tgkill with our own pid and a tid that stays registered (so alive) while
     // the lock is held; the signal's handler does nothing.
     let rc = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, KICK_SIGNAL) };
@@ -142,6 +153,13 @@ fn is_sleeping(tid: libc::pid_t) -> bool {
         .ok()
         .and_then(|stat| thread_state(&stat))
         == Some('S')
+}
+
+/// The number of the syscall a thread is blocked in (first field of
+/// /proc/self/task/<tid>/syscall), if it is in one.
+fn blocked_syscall(tid: libc::pid_t) -> Option<i64> {
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 /// The state letter of a /proc stat line: the first field after the command, which is in

@@ -60,6 +60,28 @@ impl<'ring> CompletionQueue<'ring> {
         self.wait_inner(count).map(|_| ())
     }
 
+    /// As [`CompletionQueue::wait`], but returns after `timeout` at the latest
+    /// (`ETIME` then; io_uring_enter with `IORING_ENTER_EXT_ARG`: the timeout is an
+    /// hrtimer on the wait itself, not an SQE, so nothing is submitted).
+    // RIPTIDE-PATCH: the executor's sleep is bounded by its next timer (see sys/uring.rs).
+    pub fn wait_timeout(&mut self, count: u32, timeout: std::time::Duration) -> io::Result<()> {
+        let mut ts = uring_sys::__kernel_timespec {
+            tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
+            tv_nsec: timeout.subsec_nanos() as libc::c_longlong,
+        };
+        unsafe {
+            let mut cqe = MaybeUninit::uninit();
+            resultify(uring_sys::io_uring_wait_cqes(
+                self.ring.as_ptr(),
+                cqe.as_mut_ptr(),
+                count as _,
+                &mut ts,
+                ptr::null(),
+            ))?;
+        }
+        Ok(())
+    }
+
     #[inline(always)]
     fn wait_inner(&mut self, count: u32) -> io::Result<&mut uring_sys::io_uring_cqe> {
         unsafe {

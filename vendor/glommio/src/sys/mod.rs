@@ -172,6 +172,8 @@ pub(crate) fn sendmsg_syscall(
 }
 
 mod dma_buffer;
+// RIPTIDE-PATCH: unused since the sleep uses a fence (kept for reference).
+#[allow(dead_code)]
 mod membarrier;
 pub(crate) mod source;
 pub(crate) mod sysfs;
@@ -306,6 +308,10 @@ impl SleepNotifier {
     }
 
     pub(crate) fn notify(&self, force: bool) {
+        // RIPTIDE-PATCH: pairs with the SeqCst fence the sleeper issues between setting
+        // `should_notify` and its last look at remote work (see `Reactor::wait`); every
+        // caller has published its work (queue push) before calling this.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self
             .should_notify
             .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)
