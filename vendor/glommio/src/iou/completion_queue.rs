@@ -65,25 +65,25 @@ impl<'ring> CompletionQueue<'ring> {
     /// hrtimer on the wait itself, not an SQE, so nothing is submitted).
     // RIPTIDE-PATCH: the executor's sleep is bounded by its next timer (see sys/uring.rs).
     pub fn wait_timeout(&mut self, count: u32, timeout: std::time::Duration) -> io::Result<()> {
-        let mut ts = uring_sys::__kernel_timespec {
+        let ts = uring_sys::__kernel_timespec {
             tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
             tv_nsec: timeout.subsec_nanos() as libc::c_longlong,
         };
-        unsafe {
-            let mut cqe = MaybeUninit::uninit();
-            resultify(uring_sys::io_uring_wait_cqes(
-                self.ring.as_ptr(),
-                cqe.as_mut_ptr(),
-                count as _,
-                &mut ts,
-                ptr::null(),
-            ))?;
-        }
-        Ok(())
+        self.wait_until(count, &ts).map(|_| ())
     }
 
     #[inline(always)]
     fn wait_inner(&mut self, count: u32) -> io::Result<&mut uring_sys::io_uring_cqe> {
+        self.wait_until(count, ptr::null())
+    }
+
+    /// Waits for `count` CQEs, up to the timeout `ts` points at (none when null).
+    #[inline(always)]
+    fn wait_until(
+        &mut self,
+        count: u32,
+        ts: *const uring_sys::__kernel_timespec,
+    ) -> io::Result<&mut uring_sys::io_uring_cqe> {
         unsafe {
             let mut cqe = MaybeUninit::uninit();
 
@@ -91,7 +91,7 @@ impl<'ring> CompletionQueue<'ring> {
                 self.ring.as_ptr(),
                 cqe.as_mut_ptr(),
                 count as _,
-                ptr::null(),
+                ts,
                 ptr::null(),
             ))?;
 

@@ -1716,10 +1716,6 @@ impl Reactor {
         }
     }
 
-    /// io_uring can return `EINTR` if the syscall was interrupted by a signal
-    /// delivery. This is fine: we just need to make sure that we
-    /// don't sleep and that we don't failed rushed polls. So we just ignore
-    /// this error
     /// A wait with a deadline returns `ETIME` when the deadline passes first.
     // RIPTIDE-PATCH (bounded sleep).
     fn time_ok<T: Default>(x: std::io::Error) -> io::Result<T> {
@@ -1729,6 +1725,10 @@ impl Reactor {
         }
     }
 
+    /// io_uring can return `EINTR` if the syscall was interrupted by a signal
+    /// delivery. This is fine: we just need to make sure that we
+    /// don't sleep and that we don't failed rushed polls. So we just ignore
+    /// this error
     fn intr_ok<T: Default>(x: std::io::Error) -> io::Result<T> {
         match x.raw_os_error() {
             Some(libc::EINTR) => Ok(Default::default()),
