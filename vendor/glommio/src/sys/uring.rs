@@ -1232,6 +1232,10 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
+    // RIPTIDE-PATCH: when the timer in `latency_preemption_timeout_src` fires, so that a
+    // pass can keep a pending timer whose deadline still suits it instead of cancelling
+    // and re-arming it.
+    latency_preemption_deadline: Cell<Option<Instant>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1363,6 +1367,7 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
+            latency_preemption_deadline: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1839,22 +1844,51 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Cancel the old timer regardless of whether we can sleep:
-        // if we won't sleep, we will register the new timer with its new
-        // value.
-        //
-        // But if we will sleep, there might be a timer registered that needs
-        // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
+        // RIPTIDE-PATCH: upstream cancels the latency preemption timer here on every pass
+        // and arms a new one below. A pass is taken every time the task queues drain
+        // (thousands per second under load), and each cancel + re-arm is two SQEs and an
+        // `io_uring_enter`. A pending timer that fires within the second half of this
+        // pass's slice is kept instead: the next task queue gets at least half its slice
+        // and at most all of it. Decided here, before the cancellations are flushed and
+        // their completions consumed below, so that no cancellation completion is left in
+        // the latency ring: one left there reads as "preempt now" to the task-queue loop,
+        // which then runs nothing and parks with tasks runnable. Passes that may sleep
+        // (no preemption timer wanted) cancel it, as upstream.
+        let preempt = preempt_timer();
+        let kept_latency_timer = match (
+            preempt,
+            self.latency_preemption_timeout_src.take(),
+            self.latency_preemption_deadline.take(),
+        ) {
+            (Some(slice), Some(timer), Some(deadline)) => {
+                let now = Instant::now();
+                let keep = timer.result().is_none()
+                    && deadline <= now + slice
+                    && deadline >= now + slice / 2;
+                keep.then_some((timer, deadline))
+            }
+            _ => None,
+        };
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
         // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        // RIPTIDE-PATCH: only if the previous one fired. The timer fires after
+        // `ring_depth` completions on the main ring; upstream cancelled and re-armed it
+        // (TIMEOUT + linked eventfd WRITE + ASYNC_CANCEL) on every pass. Kept armed, it
+        // counts completions across passes, so it asks for a preemption at most as often
+        // as upstream's did under the same load — a preemption request is only ever a
+        // yield of the running task queue.
+        let throughput_timer = self
+            .throughput_preemption_timeout_src
+            .take()
+            .filter(|t| t.result().is_none());
+        self.throughput_preemption_timeout_src
+            .replace(Some(throughput_timer.unwrap_or_else(|| {
+                main_ring.prepare_throughput_preemption_timer(
+                    self.ring_depth() as u32,
+                    self.eventfd_src.raw(),
+                )
+            })));
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1866,7 +1900,7 @@ impl Reactor {
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
         // If we generated any event so far, we can't sleep. Need to handle them.
-        let should_sleep = preempt_timer().is_none()
+        let should_sleep = preempt.is_none()
             && (woke == 0)
             && poll_ring.can_sleep()
             && main_ring.can_sleep()
@@ -1878,6 +1912,8 @@ impl Reactor {
             if let Some(dur) = user_timer {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
+                self.latency_preemption_deadline
+                    .set(Some(Instant::now() + dur));
                 assert!(flush_rings!(lat_ring)? > 0);
             }
             // From this moment on the remote executors are aware that we are sleeping
@@ -1909,10 +1945,18 @@ impl Reactor {
             }
         }
 
-        if let Some(preempt) = preempt_timer() {
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-            flush_rings!(lat_ring, main_ring)?;
+        if let Some(preempt) = preempt {
+            // RIPTIDE-PATCH: re-armed only if the old one was not kept (see the top).
+            if let Some((timer, deadline)) = kept_latency_timer {
+                self.latency_preemption_timeout_src.set(Some(timer));
+                self.latency_preemption_deadline.set(Some(deadline));
+            } else {
+                self.latency_preemption_timeout_src
+                    .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+                self.latency_preemption_deadline
+                    .set(Some(Instant::now() + preempt));
+                flush_rings!(lat_ring, main_ring)?;
+            }
         }
 
         // A Note about `need_preempt`:
