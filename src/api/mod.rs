@@ -75,9 +75,6 @@ impl Handler for Api {
                 .map(|p| format!("/{}", p.ip()))
                 .unwrap_or_default(),
         };
-        // The header's strings are views of the request's memory; a produce takes that
-        // memory over for its batches when nothing else holds it (`produce::carve_batches`).
-        drop(header);
         dispatch(ctx, body, client).await
     }
 }
@@ -100,7 +97,7 @@ async fn dispatch(ctx: Ctx, body: Bytes, client: groups::Client) -> Reply {
             ctx,
             &metadata::handle(ctx, decode!(MetadataRequest)).await,
         )),
-        ApiKey::Produce => produce::handle(ctx, body).await,
+        ApiKey::Produce => produce::handle(ctx, decode!(ProduceRequest)).await,
         ApiKey::Fetch => fetch::handle(ctx, decode!(FetchRequest)).await,
         ApiKey::ListOffsets => Reply::Ready(encode(
             ctx,

@@ -230,12 +230,7 @@ async fn read_frame<R: futures::AsyncRead + Unpin>(
     // reads, and zeroing its whole remainder before each one cost 1.4% of a producing
     // broker's CPU.
     let mut zeroed: Option<(*const u8, usize)> = None;
-    // While a large frame is read into an allocation of its own (`buf` then), the
-    // connection's read buffer waits here.
-    let mut conn_buf: Option<BytesMut> = None;
     loop {
-        // No read may run past a frame read into its own allocation.
-        let mut read_bytes_max = usize::MAX;
         if buf.len() >= 4 {
             let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
             if size < 0 || size as usize > request_bytes_max {
@@ -253,42 +248,16 @@ async fn read_frame<R: futures::AsyncRead + Unpin>(
             }
             if buf.len() >= total {
                 buf.advance(4);
-                let frame = match conn_buf.take() {
-                    Some(conn) => {
-                        let own = std::mem::replace(buf, conn);
-                        assert_eq!(own.len(), size as usize, "read past a frame");
-                        own
-                    }
-                    None => buf.split_to(size as usize),
-                };
-                return Ok(Some((frame.freeze(), permit)));
+                return Ok(Some((buf.split_to(size as usize).freeze(), permit)));
             }
-            if conn_buf.is_none() && size as usize > FRAME_BYTES_UNBUDGETED_MAX {
-                // A large frame gets an allocation of its own (the part already read is
-                // copied over): a produce's batches are then split off it and go into
-                // the log without a copy, pinning this frame's memory only — never the
-                // connection's read buffer (see `api::produce`).
-                let mut own = BytesMut::with_capacity(total);
-                own.extend_from_slice(buf);
-                buf.clear();
-                conn_buf = Some(std::mem::replace(buf, own));
-                zeroed = None;
-            } else {
-                // Room for the rest of this frame at once: reads then fill it in large
-                // steps.
-                buf.reserve(total - buf.len());
-            }
-            if conn_buf.is_some() {
-                read_bytes_max = total - buf.len();
-            }
+            // Room for the rest of this frame at once: reads then fill it in large steps.
+            buf.reserve(total - buf.len());
         } else if buf.capacity() - buf.len() < READ_CHUNK_BYTES_MIN {
             buf.reserve(READ_CHUNK_BYTES);
         }
         let len = buf.len();
         // Zero (initialise) only the part this read may fill, never the whole reservation.
-        let chunk = (buf.capacity() - len)
-            .clamp(1, READ_CHUNK_BYTES_MAX)
-            .min(read_bytes_max);
+        let chunk = (buf.capacity() - len).clamp(1, READ_CHUNK_BYTES_MAX);
         if let Some((ptr, end)) = zeroed {
             if ptr == buf.as_ptr() && end > len {
                 // SAFETY: same allocation, same start (a reallocation or a move of the
@@ -370,11 +339,10 @@ mod tests {
         }
     }
 
-    /// Frames of every size class come back whole and in order, whatever the read sizes;
-    /// a large frame has an allocation of its own (the produce path splits its batches
-    /// off it without a copy), a small one does not pin anything of its own.
+    /// Frames of every size class come back whole and in order, whatever the read sizes
+    /// (the zeroed-region bookkeeping must never expose stale bytes as a frame's).
     #[test]
-    fn frames_come_back_whole_and_large_ones_own_their_memory() {
+    fn frames_come_back_whole_in_order() {
         glommio::LocalExecutor::default().run(async {
             let mut rng = Rng(7);
             let sizes: Vec<usize> = (0..200)
@@ -407,12 +375,6 @@ mod tests {
                     .expect("a frame");
                 assert_eq!(frame.len(), n, "frame {i}");
                 assert!(frame.iter().enumerate().all(|(j, &b)| b == (i + j) as u8));
-                if n > 2 * 70_000 {
-                    // Cannot have arrived whole in one read: read into its own allocation.
-                    assert!(frame.try_into_mut().is_ok(), "frame {i} of {n} bytes");
-                } else if n <= FRAME_BYTES_UNBUDGETED_MAX {
-                    assert!(frame.try_into_mut().is_err(), "frame {i} of {n} bytes");
-                }
             }
             assert!(read_frame(&mut reader, &mut buf, 4 << 20, &budget)
                 .await
