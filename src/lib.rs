@@ -13,4 +13,6 @@ pub mod coordinator;
 pub mod error;
 pub mod metadata;
 pub mod server;
+#[cfg(test)]
+mod test_rng;
 pub mod wire;

@@ -20,6 +20,8 @@ use shards::log::{AppendInfo, FlushPolicy, Log, LogConfig, ShardBudgets};
 use shards::storage::SimStorage;
 use shards::{LeaderEpoch, Offset, TopicId};
 
+use crate::test_rng::Rng;
+
 use super::group::{Event, Group, GroupConfig, GroupState, JoinParams, Outcome, StoreFailure};
 use super::{
     append_records, commit_record, drop_topic_offsets, records, replay_log, store_failure,
@@ -31,24 +33,6 @@ const DIR: &str = "/data/__consumer_offsets-0";
 const GROUPS: [&str; 3] = ["g-a", "g-b", "g-c"];
 const TOPICS: [&str; 2] = ["orders", "payments"];
 const PARTITIONS: i32 = 4;
-
-/// A small deterministic generator (splitmix64): the seed alone replays a failing case.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `lo..hi` (hi > lo).
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        assert!(hi > lo);
-        lo + self.next() % (hi - lo)
-    }
-}
 
 fn run<F, Fut>(f: F)
 where

@@ -225,8 +225,8 @@ async fn read_frame<R: futures::AsyncRead + Unpin>(
     budget: &RequestBudget,
 ) -> std::io::Result<Option<(Bytes, Option<StaticPermit>)>> {
     let mut permit = None;
-    // Bytes `[buf.len(), zeroed_end)` of this allocation (start `zeroed_ptr`) were zeroed
-    // by an earlier pass of this loop and not read into: a large frame arrives in many
+    // `(start, end)`: bytes `[buf.len(), end)` of the allocation whose data starts at
+    // `start` were zeroed by an earlier pass of this loop and not read into: a large frame arrives in many
     // reads, and zeroing its whole remainder before each one cost 1.4% of a producing
     // broker's CPU.
     let mut zeroed: Option<(*const u8, usize)> = None;
@@ -304,18 +304,7 @@ struct RequestBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// xorshift64: reproducible sizes without a dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, lo: usize, hi: usize) -> usize {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            lo + (self.0 % (hi - lo) as u64) as usize
-        }
-    }
+    use crate::test_rng::Rng;
 
     /// Hands out its bytes in reads of random sizes, as a socket does.
     struct Trickle {
@@ -331,7 +320,9 @@ mod tests {
             out: &mut [u8],
         ) -> std::task::Poll<std::io::Result<usize>> {
             let left = self.bytes.len() - self.at;
-            let n = self.rng.below(1, 70_001).min(left).min(out.len());
+            let n = (self.rng.range(1, 70_001) as usize)
+                .min(left)
+                .min(out.len());
             let at = self.at;
             out[..n].copy_from_slice(&self.bytes[at..at + n]);
             self.at += n;
@@ -347,10 +338,10 @@ mod tests {
             let mut rng = Rng(7);
             let sizes: Vec<usize> = (0..200)
                 .map(|i| match i % 4 {
-                    0 => rng.below(0, 100),
-                    1 => rng.below(100, 70_000),
-                    2 => rng.below(64 * 1024, 400_000),
-                    _ => rng.below(1, 2_000_000),
+                    0 => rng.range(0, 100) as usize,
+                    1 => rng.range(100, 70_000) as usize,
+                    2 => rng.range(64 * 1024, 400_000) as usize,
+                    _ => rng.range(1, 2_000_000) as usize,
                 })
                 .collect();
             let mut wire = Vec::new();
