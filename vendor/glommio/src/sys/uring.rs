@@ -1872,23 +1872,12 @@ impl Reactor {
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
         // up sleeping.
-        // RIPTIDE-PATCH: only if the previous one fired. The timer fires after
-        // `ring_depth` completions on the main ring; upstream cancelled and re-armed it
-        // (TIMEOUT + linked eventfd WRITE + ASYNC_CANCEL) on every pass. Kept armed, it
-        // counts completions across passes, so it asks for a preemption at most as often
-        // as upstream's did under the same load — a preemption request is only ever a
-        // yield of the running task queue.
-        let throughput_timer = self
-            .throughput_preemption_timeout_src
-            .take()
-            .filter(|t| t.result().is_none());
-        self.throughput_preemption_timeout_src
-            .replace(Some(throughput_timer.unwrap_or_else(|| {
-                main_ring.prepare_throughput_preemption_timer(
-                    self.ring_depth() as u32,
-                    self.eventfd_src.raw(),
-                )
-            })));
+        self.throughput_preemption_timeout_src.replace(Some(
+            main_ring.prepare_throughput_preemption_timer(
+                self.ring_depth() as u32,
+                self.eventfd_src.raw(),
+            ),
+        ));
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
