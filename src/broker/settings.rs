@@ -28,6 +28,9 @@ pub struct BrokerSettings {
     pub request_bytes_max: usize,
     pub connections_max: usize,
     pub idle_ms_max: u64,
+    /// Shared device flushes for syncs (`riptide.log.flush.shared`, resolved for the data
+    /// directory's filesystem).
+    pub shared_syncs: bool,
 }
 
 impl BrokerSettings {
@@ -74,6 +77,9 @@ impl BrokerSettings {
             request_bytes_max: config.socket_request_max_bytes().max(0) as usize,
             connections_max: config.max_connections().max(0) as usize,
             idle_ms_max: config.connections_max_idle_ms().max(0) as u64,
+            shared_syncs: config.log_flush_shared().unwrap_or_else(|| {
+                shards::storage::device_flush_covers_overwrites(&config.data_dir())
+            }),
             config,
         })
     }
@@ -130,6 +136,7 @@ impl BrokerSettings {
                 _ => TimestampType::CreateTime,
             },
             dsync_writes: self.config.log_dsync_writes(),
+            shared_syncs: self.shared_syncs,
             ..LogConfig::default()
         }
     }

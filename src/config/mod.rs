@@ -506,6 +506,19 @@ impl BrokerConfig {
         self.boolean("riptide.log.dsync.writes")
     }
 
+    /// `riptide.log.flush.shared`: `Some(forced)` for true/false, `None` for auto.
+    pub fn log_flush_shared(&self) -> Option<bool> {
+        match self
+            .value("riptide.log.flush.shared")
+            .as_ref()
+            .and_then(|v| v.as_str())
+        {
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            _ => None,
+        }
+    }
+
     pub fn pin(&self) -> bool {
         self.boolean("riptide.pin")
     }

@@ -166,6 +166,8 @@ pub const CLEANUP_POLICIES: &[&str] = &["compact", "delete"];
 pub const COMPRESSION_TYPES: &[&str] =
     &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 pub const FLUSH_POLICIES: &[&str] = &["always", "interval", "none"];
+/// Values of `riptide.log.flush.shared`.
+pub const FLUSH_SHARED_MODES: &[&str] = &["auto", "true", "false"];
 pub const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
 
 /// Every topic-level key (Kafka `LogConfig`, minus tiered storage and replication throttles,
@@ -360,6 +362,8 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         "Riptide: number of shards (one per core); 0 = one per available core."),
     broker("riptide.log.dsync.writes", T::Bool, Some("false"), V::None,
         "Riptide: under flush.policy=always, write segments through O_DSYNC files (each write durable on completion) instead of writes followed by fdatasync; may pay on devices with FUA."),
+    broker("riptide.log.flush.shared", T::String, Some("auto"), V::OneOf(FLUSH_SHARED_MODES),
+        "Riptide: let the syncs of partitions that overwrite zero-filled, already durable blocks share one device cache flush per shard (one fdatasync for many partitions). auto: on for ext4 and XFS data directories, where an fdatasync flushes the whole device cache and such overwrites change no metadata; true forces it on (only safe on such filesystems); false: every partition pays its own fdatasync."),
     broker("riptide.pin", T::Bool, Some("true"), V::None,
         "Riptide: pin each shard to its core."),
     compat("socket.receive.buffer.bytes", T::Int, Some("102400"), "Accepted for compatibility; Riptide uses the OS default."),

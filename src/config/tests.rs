@@ -95,6 +95,7 @@ fn invalid_values_name_the_key() {
         ("node.id=abc", "node.id"),
         ("auto.create.topics.enable=yes", "auto.create.topics.enable"),
         ("log.flush.policy=sometimes", "log.flush.policy"),
+        ("riptide.log.flush.shared=maybe", "riptide.log.flush.shared"),
         ("listeners=PLAINTEXT://host", "listeners"),
         ("listeners=PLAINTEXT://a:1,PLAINTEXT://b:2", "listeners"),
         ("log.dirs=/a,/b", "log.dirs"),

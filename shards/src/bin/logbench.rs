@@ -153,7 +153,7 @@ where
         .expect("benchmark thread")
 }
 
-fn config(policy: FlushPolicy) -> LogConfig {
+fn config(policy: FlushPolicy, dir: &Path) -> LogConfig {
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
     let d = LogConfig::default();
     LogConfig {
@@ -163,6 +163,11 @@ fn config(policy: FlushPolicy) -> LogConfig {
         writes_in_flight_max: env("LB_WRITES").unwrap_or(d.writes_in_flight_max),
         in_flight_bytes_max: env("LB_INFLIGHT").unwrap_or(d.in_flight_bytes_max),
         buffer_bytes_max: env("LB_BUFFER").unwrap_or(d.buffer_bytes_max),
+        // As the broker's `riptide.log.flush.shared=auto`; LB_SHARED=0|1 forces it.
+        shared_syncs: env("LB_SHARED").map_or_else(
+            || shards::storage::device_flush_covers_overwrites(dir),
+            |v| v != 0,
+        ),
         ..d
     }
 }
@@ -180,7 +185,7 @@ async fn open_logs(
             storage.clone(),
             dir.join(format!("bench-{p}")),
             TopicId(uuid::Uuid::from_u128(42)),
-            config(policy),
+            config(policy, dir),
             Rc::new(SystemClock),
             budgets.clone(),
         )
@@ -196,6 +201,8 @@ struct WriteResult {
     seconds: f64,
     latencies_us: Vec<u64>,
     fdatasyncs: u64,
+    /// Syncs served by a shared device flush.
+    shared_syncs: u64,
     batches: u64,
 }
 
@@ -299,12 +306,14 @@ async fn write_case(
     let mut l = latencies.borrow().clone();
     l.sort_unstable();
     let fdatasyncs = logs.iter().map(|l| l.stats.fdatasyncs.get()).sum();
+    let shared_syncs = logs.iter().map(|l| l.stats.shared_syncs.get()).sum();
     let batches = bytes / tpl.len() as u64;
     WriteResult {
         bytes,
         seconds,
         latencies_us: l,
         fdatasyncs,
+        shared_syncs,
         batches,
     }
 }
@@ -332,10 +341,19 @@ fn run_write(args: &Args, partitions: usize, policy: FlushPolicy, keep: bool) {
         for log in &logs {
             log.close().await.expect("close");
         }
-        (r.bytes, r.seconds, r.latencies_us, r.fdatasyncs, r.batches)
+        // Device-level syncs: own fdatasyncs plus the shared flushes.
+        let syncs = r.fdatasyncs + budgets.device_flushes();
+        (
+            r.bytes,
+            r.seconds,
+            r.latencies_us,
+            syncs,
+            r.shared_syncs,
+            r.batches,
+        )
     });
     let dev_after = device_bytes_written(&args.dir);
-    let (bytes, seconds, lat, syncs, batches) = r;
+    let (bytes, seconds, lat, syncs, shared, batches) = r;
     let amp = match (dev_before, dev_after) {
         (Some(a), Some(b)) => format!("{:.3}", (b - a) as f64 / bytes as f64),
         _ => "n/a".into(),
@@ -348,7 +366,7 @@ fn run_write(args: &Args, partitions: usize, policy: FlushPolicy, keep: bool) {
     );
     if always {
         print!(
-            " fdatasyncs/s={:.0} batches/fdatasync={:.1} durable_p50={}us p99={}us p999={}us max={}us",
+            " fdatasyncs/s={:.0} batches/fdatasync={:.1} shared_syncs={shared} durable_p50={}us p99={}us p999={}us max={}us",
             syncs as f64 / seconds,
             batches as f64 / syncs.max(1) as f64,
             percentile(&lat, 0.5),

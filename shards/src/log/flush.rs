@@ -82,6 +82,8 @@ async fn join_write(task: &mut glommio::task::JoinHandle<Result<()>>) -> Result<
 
 /// One submitted write, completed in submission order.
 struct Chunk {
+    /// File position of the write (block-aligned).
+    start: u64,
     /// Bytes of the write (padding included), for the per-log device in-flight limit.
     device_bytes: usize,
     end_pos: u64,
@@ -199,7 +201,12 @@ impl<S: Storage> Log<S> {
                 self.storage.open(&path, true).await?
             };
             let step = self.config.preallocate_step_min_bytes;
-            file.preallocate(step).await?;
+            let zero = self.grows_by_zero_fills();
+            if zero {
+                file.zero_fill(0, align_up(step)).await?;
+            } else {
+                file.preallocate(step).await?;
+            }
             // The new name must be durable before any data in it is declared durable.
             self.storage.sync_dir(&self.dir).await?;
             let mut inner = self.inner.borrow_mut();
@@ -209,6 +216,9 @@ impl<S: Storage> Log<S> {
                 .expect("segment vanished under the io lock");
             seg.created = true;
             seg.preallocated = step;
+            if zero {
+                seg.extent_written(0, align_up(step));
+            }
             seg.file = Some(Rc::new(file));
         }
         let has_pending = self
@@ -303,6 +313,7 @@ impl<S: Storage> Log<S> {
                 let task =
                     glommio::spawn_local(async move { file2.write_at(buf, start).await }).detach();
                 queue.push_back(Chunk {
+                    start,
                     device_bytes: padded,
                     end_pos,
                     data_bytes: (end_pos - submitted) as usize,
@@ -386,8 +397,7 @@ impl<S: Storage> Log<S> {
         if end > self.preallocated(base) {
             self.settle_fill(base).await?;
         }
-        let zero = self.config.flush_policy == FlushPolicy::Always
-            && self.inner.borrow().sync_bytes_avg < ZERO_FILL_SYNC_BYTES_MAX;
+        let zero = self.grows_by_zero_fills();
         let (from, to) = {
             let inner = self.inner.borrow();
             let seg = inner.segments.get(&base).expect("segment");
@@ -401,6 +411,7 @@ impl<S: Storage> Log<S> {
         if end > from {
             if zero {
                 file.zero_fill(align_up(from), to).await?;
+                self.segment_extent_written(base, align_up(from), to);
             } else {
                 file.preallocate(to).await?;
             }
@@ -423,6 +434,16 @@ impl<S: Storage> Log<S> {
             "write to {end} over a running zero fill"
         );
         Ok(())
+    }
+
+    /// Whether the active segment grows by zero fills rather than fallocate: `always` logs
+    /// whose syncs cover little on average (a new log, with no syncs yet, starts with
+    /// fallocate: a partition that gets one batch must not cost a zero fill). A segment
+    /// created by such a log starts with a zero-filled step as well, so its syncs can be
+    /// shared ones from its first step on.
+    fn grows_by_zero_fills(&self) -> bool {
+        self.config.flush_policy == FlushPolicy::Always
+            && self.inner.borrow().sync_bytes_avg < ZERO_FILL_SYNC_BYTES_MAX
     }
 
     /// Where to grow a file preallocated to `preallocated` that must hold `end`: steps
@@ -518,8 +539,15 @@ impl<S: Storage> Log<S> {
         join_write(&mut fill.task).await?;
         if let Some(seg) = self.inner.borrow_mut().segments.get_mut(&base) {
             seg.preallocated = seg.preallocated.max(fill.to);
+            seg.extent_written(align_up(fill.from), fill.to);
         }
         Ok(())
+    }
+
+    fn segment_extent_written(&self, base: i64, from: u64, to: u64) {
+        let mut inner = self.inner.borrow_mut();
+        let seg = inner.segments.get_mut(&base).expect("segment");
+        seg.extent_written(from, to);
     }
 
     /// A chunk completed, and every chunk before it: advance the written position.
@@ -529,6 +557,7 @@ impl<S: Storage> Log<S> {
             let seg = inner.segments.get_mut(&base).expect("segment");
             assert!(c.end_pos > seg.written, "written position must grow");
             seg.written = c.end_pos;
+            seg.extent_written(c.start, c.start + c.device_bytes as u64);
             if let Some(tail) = c.tail {
                 seg.tail_block = tail;
             }
@@ -600,7 +629,7 @@ impl<S: Storage> Log<S> {
     /// close, truncation, explicit assignment), not on every first append of an epoch.
     async fn sync_by_policy(&self, force: bool) -> Result<()> {
         let now_ms = self.clock.now_ms();
-        let (target, file) = {
+        let (target, file, shared, active_base, extent) = {
             let inner = self.inner.borrow();
             let due = force
                 || match self.config.flush_policy {
@@ -614,21 +643,42 @@ impl<S: Storage> Log<S> {
                             || now_ms - inner.last_sync_ms >= flush_ms
                     }
                 };
-            let active = inner.segments.values().next_back().expect("active segment");
+            let mut back = inner.segments.values().rev();
+            let active = back.next().expect("active segment");
             let file = active.file.clone();
-            (due && inner.written_offset > inner.synced_offset)
-                .then_some(inner.written_offset)
-                .zip(file)
-        }
-        .map_or((None, None), |(t, f)| (Some(t), Some(f)));
+            let target =
+                (due && inner.written_offset > inner.synced_offset).then_some(inner.written_offset);
+            // Segments finalize in order, each with its own fdatasync: if the one before
+            // the active segment is finalized, everything unsynced is in the active one.
+            let shared = self.config.shared_syncs
+                && back.next().is_none_or(|s| s.finalized)
+                && align_up(active.written) <= active.overwrite_durable_end;
+            (target, file, shared, active.base, active.written_extent_end)
+        };
         if let (Some(target), Some(file)) = (target, file) {
             // Nothing is written to this log while it waits (the flusher is the only
             // writer and it is here), so `target` is still everything written.
             let covered_bytes = self.inner.borrow().bytes_since_sync;
-            let slot = self.budgets.sync_slot().await;
-            file.fdatasync().await?;
-            drop(slot);
-            self.stats.fdatasyncs.set(self.stats.fdatasyncs.get() + 1);
+            if shared {
+                // Every unsynced write of this log overwrote durable blocks and completed
+                // before this call: one device flush shared by the shard covers it.
+                self.budgets.flush_device(&*file).await?;
+                self.stats
+                    .shared_syncs
+                    .set(self.stats.shared_syncs.get() + 1);
+            } else {
+                let slot = self.budgets.sync_slot().await;
+                file.fdatasync().await?;
+                drop(slot);
+                self.stats.fdatasyncs.set(self.stats.fdatasyncs.get() + 1);
+                // The blocks written before the call now have durable allocation and
+                // size: later writes there are overwrites.
+                // (The segment may have rolled meanwhile: it is found by its base.)
+                let mut inner = self.inner.borrow_mut();
+                if let Some(seg) = inner.segments.get_mut(&active_base) {
+                    seg.overwrite_durable_end = seg.overwrite_durable_end.max(extent);
+                }
+            }
             let mut inner = self.inner.borrow_mut();
             inner.bytes_since_sync -= covered_bytes;
             inner.sync_bytes_avg = sync_bytes_average(inner.sync_bytes_avg, covered_bytes);

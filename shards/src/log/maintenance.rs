@@ -126,6 +126,7 @@ impl<S: Storage> Log<S> {
                     seg.index = r.index;
                     seg.tail_block = tail;
                     seg.preallocated = r.valid_end;
+                    seg.reset_extents(r.valid_end);
                     seg.file = Some(file);
                     seg.sealed = false;
                     seg.finalized = false;

@@ -44,7 +44,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::batch::{self, BatchHeader, TimestampType};
 use crate::clock::Clock;
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageFile};
 use crate::types::{LeaderEpoch, Offset, TopicId};
 use crate::{Error, Result};
 
@@ -95,6 +95,12 @@ pub struct LogConfig {
     /// test machines (virtio disk without FUA, so each O_DSYNC write costs its own cache
     /// flush) it was slower than group-committed fdatasyncs (BENCHMARKS.md, run G).
     pub dsync_writes: bool,
+    /// Syncs whose data all overwrote durably written blocks (zero-filled logs, see
+    /// `ensure_preallocated`) share one device cache flush per round with the other logs
+    /// of the shard ([`StorageFile::flush_device`]) instead of each paying its own
+    /// fdatasync. Only for filesystems where that holds (ext4, XFS: the broker's
+    /// `riptide.log.flush.shared=auto` checks); off by default.
+    pub shared_syncs: bool,
 }
 
 impl Default for LogConfig {
@@ -117,6 +123,7 @@ impl Default for LogConfig {
             preallocate_step_min_bytes: 1 << 20,
             preallocate_step_max_bytes: 32 << 20,
             dsync_writes: false,
+            shared_syncs: false,
         }
     }
 }
@@ -162,10 +169,26 @@ pub struct ShardBudgets {
     /// waiting for a slot syncs more at once (group commit across the shard).
     sync_slots: glommio::sync::Semaphore,
     pub syncs_in_flight_max: usize,
+    /// Shared device flushes ([`ShardBudgets::flush_device`]): how many were started and
+    /// completed, whether one runs, and a wake-up for logs waiting on one.
+    flushes_started: Cell<u64>,
+    flushes_completed: Cell<u64>,
+    flush_running: Cell<bool>,
+    flush_done: Notify,
     /// Closed segments' indexes read back from their files, bounded.
     indexes: RefCell<IndexCache>,
     /// Names the logs of the shard in `indexes`.
     next_log_id: Cell<u64>,
+}
+
+/// Marks the shard's shared device flush as no longer running and wakes its waiters.
+struct FlushRunning<'a>(&'a ShardBudgets);
+
+impl Drop for FlushRunning<'_> {
+    fn drop(&mut self) {
+        self.0.flush_running.set(false);
+        self.0.flush_done.notify_all();
+    }
 }
 
 /// Default bound of [`ShardBudgets::syncs_in_flight_max`].
@@ -252,6 +275,10 @@ impl ShardBudgets {
             space: Notify::default(),
             sync_slots: glommio::sync::Semaphore::new(syncs_in_flight_max as u64),
             syncs_in_flight_max,
+            flushes_started: Cell::new(0),
+            flushes_completed: Cell::new(0),
+            flush_running: Cell::new(false),
+            flush_done: Notify::default(),
             indexes: RefCell::new(IndexCache::new(index_entries_max, index_bytes_max)),
             next_log_id: Cell::new(0),
         })
@@ -264,6 +291,49 @@ impl ShardBudgets {
             .acquire_permit(1)
             .await
             .expect("the shard's sync semaphore is never closed")
+    }
+
+    /// Returns once a device cache flush that *started after this call* completed, so every
+    /// write completed before the call that overwrote durably written blocks is durable
+    /// ([`StorageFile::flush_device`]). Logs calling meanwhile share one flush: the first to
+    /// find none running issues it through its own `file`, the rest wait for it or the
+    /// next one. Many logs then pay one fdatasync per round instead of one each.
+    async fn flush_device<F: StorageFile>(&self, file: &F) -> Result<()> {
+        let needed = self.flushes_started.get() + 1;
+        loop {
+            if self.flushes_completed.get() >= needed {
+                return Ok(());
+            }
+            if !self.flush_running.get() {
+                let n = self.flushes_started.get() + 1;
+                assert!(
+                    n >= needed,
+                    "a flush started before the call cannot serve it"
+                );
+                self.flushes_started.set(n);
+                self.flush_running.set(true);
+                // Cleared even if this future is dropped mid-flush (shard shutdown), so
+                // that no waiter waits for a flush nobody runs.
+                let running = FlushRunning(self);
+                // No sync slot: shared flushes run one at a time anyway, and one queued
+                // behind logs' own (metadata-writing, slower) fdatasyncs would hold up
+                // every log waiting for it.
+                let r = file.flush_device().await;
+                if r.is_ok() {
+                    self.flushes_completed
+                        .set(self.flushes_completed.get().max(n));
+                }
+                drop(running);
+                return r;
+            }
+            let seen = self.flush_done.generation();
+            self.flush_done.wait(seen).await;
+        }
+    }
+
+    /// Shared device flushes completed so far.
+    pub fn device_flushes(&self) -> u64 {
+        self.flushes_completed.get()
     }
 
     /// Closed segments' indexes resident in memory now (count, bytes).
@@ -399,6 +469,8 @@ pub struct LogStats {
     /// Bytes submitted in writes, padding and rewritten partial blocks included.
     pub write_bytes: Cell<u64>,
     pub fdatasyncs: Cell<u64>,
+    /// Syncs served by the shard's shared device flush instead of an own fdatasync.
+    pub shared_syncs: Cell<u64>,
 }
 
 /// One partition replica's log, owned by one shard and used through `Rc`.

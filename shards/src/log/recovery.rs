@@ -225,6 +225,7 @@ pub async fn open_dir<S: Storage>(
         seg.written = r.valid_end;
         seg.next_offset = r.next_offset;
         seg.preallocated = r.valid_end;
+        seg.reset_extents(r.valid_end);
         let corrupt_before_end = r.stopped_early && !is_last;
         if corrupt_before_end {
             // Nothing after a corrupt batch is trusted: drop the later segments.

@@ -25,6 +25,9 @@ pub struct ZeroFill {
     pub task: glommio::task::JoinHandle<Result<()>>,
 }
 
+/// Bound of [`Segment::fills_done`].
+pub const FILLS_DONE_MAX: usize = 4;
+
 pub struct Segment<S: Storage> {
     pub base: i64,
     /// Bytes appended (written or pending).
@@ -51,6 +54,17 @@ pub struct Segment<S: Storage> {
     /// [`crate::storage::StorageFile::zero_fill`]): its range starts at or after
     /// `preallocated`, and no data is written past `preallocated` until it is settled.
     pub fill: Option<ZeroFill>,
+    /// Every block of `[0, written_extent_end)` of the file was written by a completed write
+    /// (data or zero fill): allocated and initialised, not a fallocated extent.
+    pub written_extent_end: u64,
+    /// Zero fills completed beyond `written_extent_end`, joined to it once the data writes
+    /// reach them; at most [`FILLS_DONE_MAX`] (forgetting one only costs a shared sync).
+    pub fills_done: Vec<(u64, u64)>,
+    /// `[0, overwrite_durable_end)` was written and then covered by a completed fdatasync
+    /// of this file: allocation and size are durable, so a later write ending at or before
+    /// it is a pure overwrite that any device cache flush makes durable
+    /// ([`crate::storage::StorageFile::flush_device`]).
+    pub overwrite_durable_end: u64,
     /// All entries while the segment is active or being sealed; once `finalized`, only
     /// the summary ([`SegmentIndex::summary`]): the entries are in its index files and
     /// read back through the shard's bounded index cache.
@@ -80,12 +94,41 @@ impl<S: Storage> Segment<S> {
             tail_block: Vec::new(),
             preallocated: 0,
             fill: None,
+            written_extent_end: 0,
+            fills_done: Vec::new(),
+            overwrite_durable_end: 0,
             index: SegmentIndex::new(),
             first_append_ms: None,
             last_append_ms: None,
             sealed: false,
             finalized: false,
         }
+    }
+
+    /// A completed write (data or zero fill) covered the blocks `[from, to)`.
+    pub fn extent_written(&mut self, from: u64, to: u64) {
+        if from <= self.written_extent_end {
+            self.written_extent_end = self.written_extent_end.max(to);
+        } else if self.fills_done.len() < FILLS_DONE_MAX {
+            self.fills_done.push((from, to));
+        }
+        // Join completed fills that the written prefix now reaches.
+        while let Some(i) = self
+            .fills_done
+            .iter()
+            .position(|&(a, _)| a <= self.written_extent_end)
+        {
+            let (_, b) = self.fills_done.swap_remove(i);
+            self.written_extent_end = self.written_extent_end.max(b);
+        }
+    }
+
+    /// The file was cut to `len` and then synced (recovery, truncation): what is left is
+    /// written and durable, nothing beyond it.
+    pub fn reset_extents(&mut self, len: u64) {
+        self.written_extent_end = crate::storage::align_down(len);
+        self.overwrite_durable_end = self.written_extent_end;
+        self.fills_done.clear();
     }
 
     pub fn needs_flush_work(&self) -> bool {

@@ -799,6 +799,7 @@ async fn model_case(seed: u64) {
         preallocate_step_min_bytes: 4096 * rng.gen_range(1..4),
         preallocate_step_max_bytes: 4096 * rng.gen_range(4..16),
         dsync_writes: rng.gen_bool(0.5),
+        shared_syncs: rng.gen_bool(0.5),
         flush_policy: if rng.gen_bool(0.7) {
             FlushPolicy::Always
         } else {

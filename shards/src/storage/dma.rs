@@ -271,3 +271,34 @@ impl StorageFile for DmaStorageFile {
         self.file.close().await.map_err(|e| io_err(&self.path, e))
     }
 }
+
+/// Whether an fdatasync on one file of the filesystem holding `dir` is also a cache flush
+/// of the whole device that makes other files' pure overwrites durable
+/// ([`StorageFile::flush_device`]): true of ext4 and XFS (in place overwrites, every
+/// fdatasync ends in a device flush); false elsewhere (copy-on-write filesystems such as
+/// btrfs and ZFS move overwritten blocks) and when `dir` cannot be inspected. A `dir`
+/// not created yet is judged by its nearest existing ancestor.
+pub fn device_flush_covers_overwrites(dir: &Path) -> bool {
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    absolute
+        .ancestors()
+        .find(|p| p.exists())
+        .is_some_and(filesystem_overwrites_in_place)
+}
+
+fn filesystem_overwrites_in_place(dir: &Path) -> bool {
+    const EXT4_SUPER_MAGIC: i64 = 0xEF53;
+    const XFS_SUPER_MAGIC: i64 = 0x5846_5342;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated path; `st` is written by statfs on success
+    // and read only then.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    #[allow(clippy::unnecessary_cast)]
+    let fs = st.f_type as i64;
+    fs == EXT4_SUPER_MAGIC || fs == XFS_SUPER_MAGIC
+}

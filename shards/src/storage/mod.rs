@@ -10,7 +10,7 @@
 mod dma;
 mod sim;
 
-pub use dma::{DmaStorage, DmaStorageFile};
+pub use dma::{device_flush_covers_overwrites, DmaStorage, DmaStorageFile};
 pub use sim::{SimStorage, SimStorageFile};
 
 use std::path::{Path, PathBuf};
@@ -84,6 +84,16 @@ pub trait StorageFile: 'static {
     async fn read_at(&self, pos: u64, len: usize) -> Result<Vec<u8>>;
     /// Makes the data and the size of the file durable.
     async fn fdatasync(&self) -> Result<()>;
+    /// An fdatasync of this file that also serves as a cache flush of the whole device:
+    /// afterwards every write completed before the call, to any file of the same
+    /// filesystem, is durable too *if it overwrote blocks that had been written and then
+    /// covered by an fdatasync of their own file* (allocation and size durable, so the
+    /// overwrite changed no metadata). True of ext4 and XFS, whose fdatasync always ends in
+    /// a device cache flush; not of copy-on-write filesystems. Callers use it only where
+    /// `LogConfig::shared_syncs` says so.
+    async fn flush_device(&self) -> Result<()> {
+        self.fdatasync().await
+    }
     async fn truncate(&self, len: u64) -> Result<()>;
     /// Allocates (and zero-fills logically) the file up to `len` bytes; never shrinks.
     async fn preallocate(&self, len: u64) -> Result<()>;

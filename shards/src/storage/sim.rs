@@ -31,6 +31,87 @@ struct FileNode {
     data: Vec<u8>,
     durable: Vec<u8>,
     unsynced: Vec<Op>,
+    /// Ranges allocated (by `preallocate`, growth by `truncate`, or a hole before a write
+    /// past the end) and not written since: a write there converts an extent, metadata
+    /// that only an fdatasync of this file makes durable, not a bare device flush.
+    unwritten: Vec<(u64, u64)>,
+    /// `unwritten` as of the last fdatasync.
+    durable_unwritten: Vec<(u64, u64)>,
+}
+
+impl FileNode {
+    /// Applies `op` to the current image, keeping `unwritten` up to date.
+    fn apply_current(&mut self, op: &Op) {
+        let old_len = self.data.len() as u64;
+        match op {
+            Op::Write { pos, bytes } => {
+                if *pos > old_len {
+                    self.unwritten.push((old_len, *pos));
+                }
+                ranges_remove(&mut self.unwritten, *pos, pos + bytes.len() as u64);
+            }
+            Op::SetLen(len) if *len > old_len => self.unwritten.push((old_len, *len)),
+            Op::SetLen(len) => ranges_remove(&mut self.unwritten, *len, u64::MAX),
+        }
+        apply(&mut self.data, op);
+    }
+
+    /// Everything so far becomes durable (fdatasync of this file).
+    fn sync(&mut self) {
+        self.durable = self.data.clone();
+        self.durable_unwritten = self.unwritten.clone();
+        self.unsynced.clear();
+    }
+
+    /// A device cache flush: every unsynced write that overwrote durably written blocks
+    /// within the durable size becomes durable. Conservative about order: a write behind an
+    /// unsynced size change, or overlapping an earlier write that stays unsynced, stays
+    /// unsynced too.
+    fn persist_overwrites(&mut self) {
+        let mut kept: Vec<Op> = Vec::new();
+        for op in std::mem::take(&mut self.unsynced) {
+            let overwrite = match &op {
+                Op::Write { pos, bytes } => {
+                    let end = pos + bytes.len() as u64;
+                    end <= self.durable.len() as u64
+                        && !ranges_intersect(&self.durable_unwritten, *pos, end)
+                        && !kept.iter().any(|k| match k {
+                            Op::SetLen(_) => true,
+                            Op::Write { pos: p, bytes: b } => *p < end && *pos < p + b.len() as u64,
+                        })
+                }
+                Op::SetLen(_) => false,
+            };
+            if overwrite {
+                apply(&mut self.durable, &op);
+            } else {
+                kept.push(op);
+            }
+        }
+        self.unsynced = kept;
+    }
+}
+
+/// Removes `[from, to)` from a set of ranges. Pure.
+fn ranges_remove(ranges: &mut Vec<(u64, u64)>, from: u64, to: u64) {
+    let mut out = Vec::with_capacity(ranges.len() + 1);
+    for &(a, b) in ranges.iter() {
+        if b <= from || a >= to {
+            out.push((a, b));
+            continue;
+        }
+        if a < from {
+            out.push((a, from));
+        }
+        if b > to {
+            out.push((to, b));
+        }
+    }
+    *ranges = out;
+}
+
+fn ranges_intersect(ranges: &[(u64, u64)], from: u64, to: u64) -> bool {
+    ranges.iter().any(|&(a, b)| a < to && from < b)
 }
 
 #[derive(Clone, Debug, Default)]
@@ -54,6 +135,8 @@ pub struct SimStats {
     pub dir_syncs: u64,
     /// Writes through files opened with `open_dsync` (each durable on completion).
     pub dsync_writes: u64,
+    /// Shared device flushes (`flush_device`), also counted in `fdatasyncs`.
+    pub device_flushes: u64,
 }
 
 #[derive(Debug)]
@@ -240,10 +323,16 @@ impl SimStorage {
                             },
                         );
                     }
+                    // Blocks that were unwritten at the last sync count as unwritten still
+                    // (conservative: a surviving write there may not have survived).
+                    let mut unwritten = f.durable_unwritten.clone();
+                    ranges_remove(&mut unwritten, data.len() as u64, u64::MAX);
                     Node::File(FileNode {
                         durable: data.clone(),
                         data,
                         unsynced: Vec::new(),
+                        durable_unwritten: unwritten.clone(),
+                        unwritten,
                     })
                 }
             };
@@ -450,12 +539,9 @@ impl StorageFile for SimStorageFile {
         let dsync = self.dsync;
         self.with_file(true, |f| {
             let op = Op::Write { pos, bytes: buf };
-            apply(&mut f.data, &op);
+            f.apply_current(&op);
             if dsync {
-                for earlier in f.unsynced.drain(..) {
-                    apply(&mut f.durable, &earlier);
-                }
-                apply(&mut f.durable, &op);
+                f.sync();
             } else {
                 f.unsynced.push(op);
             }
@@ -481,18 +567,27 @@ impl StorageFile for SimStorageFile {
 
     async fn fdatasync(&self) -> Result<()> {
         futures_lite::future::yield_now().await;
-        self.with_file(true, |f| {
-            f.durable = f.data.clone();
-            f.unsynced.clear();
-        })?;
+        self.with_file(true, FileNode::sync)?;
         self.state.borrow_mut().stats.fdatasyncs += 1;
+        Ok(())
+    }
+
+    async fn flush_device(&self) -> Result<()> {
+        self.fdatasync().await?;
+        let mut st = self.state.borrow_mut();
+        st.stats.device_flushes += 1;
+        for node in st.nodes.values_mut() {
+            if let Node::File(f) = node {
+                f.persist_overwrites();
+            }
+        }
         Ok(())
     }
 
     async fn truncate(&self, len: u64) -> Result<()> {
         self.with_file(true, |f| {
             let op = Op::SetLen(len);
-            apply(&mut f.data, &op);
+            f.apply_current(&op);
             f.unsynced.push(op);
         })
     }
@@ -501,7 +596,7 @@ impl StorageFile for SimStorageFile {
         self.with_file(true, |f| {
             if (f.data.len() as u64) < len {
                 let op = Op::SetLen(len);
-                apply(&mut f.data, &op);
+                f.apply_current(&op);
                 f.unsynced.push(op);
             }
         })

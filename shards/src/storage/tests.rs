@@ -174,3 +174,100 @@ fn dma_probe_is_safe_from_several_shards_at_once() {
         }
     }
 }
+
+/// A device flush through one file makes another file's overwrites of durably written
+/// blocks durable, and nothing else of it: not a write past its durable size, not a write
+/// into blocks that were only preallocated (their extent conversion is metadata).
+#[test]
+fn sim_device_flush_keeps_only_overwrites_of_durable_blocks() {
+    block_on(async {
+        let s = SimStorage::new();
+        create_dir_all(&s, Path::new("/d")).await.unwrap();
+        let a = s.open(Path::new("/d/a"), true).await.unwrap();
+        let b = s.open(Path::new("/d/b"), true).await.unwrap();
+        s.sync_dir(Path::new("/d")).await.unwrap();
+        let block = |f: &SimStorageFile, byte: u8| {
+            let mut buf = f.alloc_buf(BLOCK_BYTES);
+            buf.fill(byte);
+            buf
+        };
+        let bk = BLOCK_BYTES as u64;
+        // b: two written blocks made durable, then two preallocated blocks after them.
+        b.write_at(block(&b, 1), 0).await.unwrap();
+        b.write_at(block(&b, 1), bk).await.unwrap();
+        b.preallocate(4 * bk).await.unwrap();
+        b.fdatasync().await.unwrap();
+        // Unsynced: an overwrite, a write into the preallocated range, a write past the end.
+        b.write_at(block(&b, 2), bk).await.unwrap();
+        b.write_at(block(&b, 3), 2 * bk).await.unwrap();
+        b.write_at(block(&b, 4), 4 * bk).await.unwrap();
+        a.write_at(block(&a, 9), 0).await.unwrap();
+        a.flush_device().await.unwrap();
+        assert_eq!(s.stats().device_flushes, 1);
+        let after = s.cut_power(|_| 0);
+        let a = after.open(Path::new("/d/a"), false).await.unwrap();
+        assert_eq!(
+            a.read_at(0, 1).await.unwrap(),
+            vec![9],
+            "the flushing file itself"
+        );
+        let b = after.open(Path::new("/d/b"), false).await.unwrap();
+        assert_eq!(b.size().await.unwrap(), 4 * bk, "the durable size, no more");
+        assert_eq!(b.read_at(0, 1).await.unwrap(), vec![1]);
+        assert_eq!(b.read_at(bk, 1).await.unwrap(), vec![2], "overwrite kept");
+        assert_eq!(
+            b.read_at(2 * bk, 1).await.unwrap(),
+            vec![0],
+            "preallocated: lost"
+        );
+    });
+}
+
+/// Without a device flush the same overwrite is lost: the test above can fail.
+#[test]
+fn sim_overwrite_without_any_flush_is_lost() {
+    block_on(async {
+        let s = SimStorage::new();
+        create_dir_all(&s, Path::new("/d")).await.unwrap();
+        let b = s.open(Path::new("/d/b"), true).await.unwrap();
+        s.sync_dir(Path::new("/d")).await.unwrap();
+        let mut buf = b.alloc_buf(BLOCK_BYTES);
+        buf.fill(1);
+        b.write_at(buf, 0).await.unwrap();
+        b.fdatasync().await.unwrap();
+        let mut buf = b.alloc_buf(BLOCK_BYTES);
+        buf.fill(2);
+        b.write_at(buf, 0).await.unwrap();
+        let after = s.cut_power(|_| 0);
+        let b = after.open(Path::new("/d/b"), false).await.unwrap();
+        assert_eq!(b.read_at(0, 1).await.unwrap(), vec![1]);
+    });
+}
+
+/// Shared device flushes are judged by the filesystem: never on tmpfs or procfs, and a
+/// directory not created yet is judged by its nearest existing ancestor.
+#[test]
+fn device_flush_covers_overwrites_only_on_in_place_filesystems() {
+    assert!(!device_flush_covers_overwrites(Path::new("/proc")));
+    assert!(!device_flush_covers_overwrites(Path::new(
+        "/proc/no/such/dir"
+    )));
+    if Path::new("/dev/shm").exists() {
+        assert!(!device_flush_covers_overwrites(Path::new(
+            "/dev/shm/riptide-x"
+        )));
+    }
+    // This machine's build directory is on ext4 (the project's test machines); where it is
+    // not, the check must say no rather than guess.
+    let here = std::env::current_dir().unwrap();
+    let fs = std::process::Command::new("findmnt")
+        .args(["-n", "-o", "FSTYPE", "--target"])
+        .arg(&here)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    if !fs.is_empty() {
+        let in_place = fs == "ext4" || fs == "xfs";
+        assert_eq!(device_flush_covers_overwrites(&here), in_place, "{fs}");
+    }
+}
