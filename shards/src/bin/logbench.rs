@@ -36,6 +36,9 @@ struct Args {
     always_window_total: usize,
     /// fdatasyncs in flight at once over the shard's logs.
     syncs: usize,
+    /// Open loop: producers together append at this rate (MiB/s), latency measured from
+    /// each batch's scheduled time; `None`: closed loop, as fast as the window allows.
+    rate_mib_s: Option<f64>,
 }
 
 fn parse_args() -> Args {
@@ -50,6 +53,7 @@ fn parse_args() -> Args {
         read_partitions: vec![1, 16],
         always_window_total: 4 << 20,
         syncs: shards::log::SYNCS_IN_FLIGHT_MAX_DEFAULT,
+        rate_mib_s: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -71,6 +75,7 @@ fn parse_args() -> Args {
                     })
                     .collect()
             }
+            "--rate-mib-s" => a.rate_mib_s = Some(v.parse().expect("--rate-mib-s")),
             "--always-window-kib" => a.always_window_total = v.parse::<usize>().expect("kib") << 10,
             "--read-partitions" => {
                 a.read_partitions = v
@@ -213,6 +218,7 @@ async fn write_case(
     bytes_per_log: u64,
     always: bool,
     always_window: usize,
+    rate_per_log: Option<f64>,
 ) -> WriteResult {
     let tpl = template();
     let started = Instant::now();
@@ -267,7 +273,19 @@ async fn write_case(
                         continue;
                     }
                 }
-                let t0 = Instant::now();
+                // Open loop: wait for this batch's scheduled time and count its latency
+                // from then, so a stall delays (and is charged to) every batch behind it.
+                let t0 = match rate_per_log {
+                    Some(rate) => {
+                        let due = started + Duration::from_secs_f64(written as f64 / rate);
+                        let now = Instant::now();
+                        if due > now {
+                            glommio::timer::sleep(due - now).await;
+                        }
+                        due
+                    }
+                    None => Instant::now(),
+                };
                 match log.append(BytesMut::from(&tpl[..]), LeaderEpoch(0)) {
                     Ok(info) => {
                         written += info.bytes as u64;
@@ -331,13 +349,22 @@ fn run_write(args: &Args, partitions: usize, policy: FlushPolicy, keep: bool) {
     let dev_before = device_bytes_written(&dir);
     let d = dir.clone();
     let window_total = args.always_window_total;
+    let rate = args.rate_mib_s;
     let syncs = args.syncs;
     let r = on_executor(args.cpu, move || async move {
         let budgets = ShardBudgets::with_syncs(256 << 20, 64 << 20, syncs);
         let logs = open_logs(&d, partitions, policy, &budgets).await;
         let log_max = logs[0].config().in_flight_bytes_max + logs[0].config().buffer_bytes_max;
         let always_window = (window_total / partitions).clamp(2 * template().len(), log_max);
-        let r = write_case(&logs, total / partitions as u64, always, always_window).await;
+        let rate_per_log = rate.map(|r| r * (1 << 20) as f64 / partitions as f64);
+        let r = write_case(
+            &logs,
+            total / partitions as u64,
+            always,
+            always_window,
+            rate_per_log,
+        )
+        .await;
         for log in &logs {
             log.close().await.expect("close");
         }
@@ -364,6 +391,9 @@ fn run_write(args: &Args, partitions: usize, policy: FlushPolicy, keep: bool) {
         gib(bytes),
         gib(bytes) / seconds
     );
+    if let Some(r) = args.rate_mib_s {
+        print!(" offered={r}MiB/s");
+    }
     if always {
         print!(
             " fdatasyncs/s={:.0} batches/fdatasync={:.1} shared_syncs={shared} durable_p50={}us p99={}us p999={}us max={}us",
