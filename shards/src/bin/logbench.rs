@@ -168,6 +168,8 @@ fn config(policy: FlushPolicy, dir: &Path) -> LogConfig {
         writes_in_flight_max: env("LB_WRITES").unwrap_or(d.writes_in_flight_max),
         in_flight_bytes_max: env("LB_INFLIGHT").unwrap_or(d.in_flight_bytes_max),
         buffer_bytes_max: env("LB_BUFFER").unwrap_or(d.buffer_bytes_max),
+        zero_fill_sync_bytes_max: env("LB_ZERO_FILL_MAX")
+            .map_or(d.zero_fill_sync_bytes_max, |v| v as u64),
         // As the broker's `riptide.log.flush.shared=auto`; LB_SHARED=0|1 forces it.
         shared_syncs: env("LB_SHARED").map_or_else(
             || shards::storage::device_flush_covers_overwrites(dir),

@@ -57,12 +57,6 @@ pub fn spawn_flusher<S: Storage>(log: &Rc<Log<S>>) {
     .detach();
 }
 
-/// Logs whose fdatasyncs cover less than this on average grow their files by zero fills
-/// (see `ensure_preallocated`): below it the per-sync metadata write that a fallocated file
-/// costs dominates; above it the syncs are few and the doubled device bandwidth of zero
-/// fills is not worth paying (BENCHMARKS.md, logbench run F).
-const ZERO_FILL_SYNC_BYTES_MAX: u64 = 1 << 20;
-
 /// Exponential moving average (weight 1/8) of the bytes per fdatasync; `u64::MAX` means no
 /// sync yet. Pure.
 fn sync_bytes_average(avg: u64, covered: u64) -> u64 {
@@ -389,7 +383,7 @@ impl<S: Storage> Log<S> {
 
     /// Makes sure `[.., end)` of the active segment's file is allocated before a write
     /// there. Logs that sync often and little at a time (`always`, under
-    /// [`ZERO_FILL_SYNC_BYTES_MAX`] per sync) grow by zero fills that run one step ahead of
+    /// `LogConfig::zero_fill_sync_bytes_max` per sync) grow by zero fills that run one step ahead of
     /// the writes in the background, so the fill never stalls an append and every data
     /// write is an overwrite (see [`StorageFile::zero_fill`]); other logs grow by
     /// fallocate, which costs no device bandwidth.
@@ -443,7 +437,7 @@ impl<S: Storage> Log<S> {
     /// shared ones from its first step on.
     fn grows_by_zero_fills(&self) -> bool {
         self.config.flush_policy == FlushPolicy::Always
-            && self.inner.borrow().sync_bytes_avg < ZERO_FILL_SYNC_BYTES_MAX
+            && self.inner.borrow().sync_bytes_avg < self.config.zero_fill_sync_bytes_max
     }
 
     /// Where to grow a file preallocated to `preallocated` that must hold `end`: steps

@@ -101,6 +101,12 @@ pub struct LogConfig {
     /// fdatasync. Only for filesystems where that holds (ext4, XFS: the broker's
     /// `riptide.log.flush.shared=auto` checks); off by default.
     pub shared_syncs: bool,
+    /// `always` logs whose fdatasyncs cover less than this on average grow their files by
+    /// zero fills (see `ensure_preallocated`): below it the per-sync metadata write that a
+    /// fallocated file costs dominates (and zero-filled logs can share syncs); above it
+    /// the syncs are few and the doubled device bandwidth of zero fills is not worth
+    /// paying (BENCHMARKS.md, logbench run F). 0: never zero-fill.
+    pub zero_fill_sync_bytes_max: u64,
 }
 
 impl Default for LogConfig {
@@ -124,6 +130,7 @@ impl Default for LogConfig {
             preallocate_step_max_bytes: 32 << 20,
             dsync_writes: false,
             shared_syncs: false,
+            zero_fill_sync_bytes_max: 1 << 20,
         }
     }
 }
