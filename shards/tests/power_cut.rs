@@ -61,15 +61,7 @@ async fn open(
     config: &LogConfig,
     clock: &Rc<ManualClock>,
 ) -> shards::Result<Rc<Log<SimStorage>>> {
-    Log::open(
-        s.clone(),
-        PathBuf::from(DIR),
-        TopicId(uuid::Uuid::from_u128(7)),
-        config.clone(),
-        clock.clone(),
-        Rc::new(ShardBudgets::default()),
-    )
-    .await
+    open_at(s, DIR, config, clock, &Rc::new(ShardBudgets::default())).await
 }
 
 async fn open_at(
@@ -123,11 +115,10 @@ async fn producer(
     }
 }
 
-async fn power_cut_case(seed: u64) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let clock = Rc::new(ManualClock::new(1_700_000_000_000));
-    let mut config = LogConfig {
-        segment_bytes: rng.gen_range(4_000..40_000),
+/// `always` with small, random limits, so segments roll and files grow all the time.
+fn random_config(rng: &mut StdRng, segment_bytes: std::ops::Range<u64>) -> LogConfig {
+    LogConfig {
+        segment_bytes: rng.gen_range(segment_bytes),
         index_interval_bytes: rng.gen_range(200..4096),
         flush_policy: FlushPolicy::Always,
         in_flight_bytes_max: rng.gen_range(5_000..50_000),
@@ -138,7 +129,25 @@ async fn power_cut_case(seed: u64) {
         preallocate_step_min_bytes: 8192,
         preallocate_step_max_bytes: 65536,
         ..LogConfig::default()
-    };
+    }
+}
+
+/// The machine after a power cut that kept nothing unsynced, everything, or a random
+/// prefix per file (torn at a random byte).
+fn cut_power(storage: &SimStorage, rng: &mut StdRng, cut_seed: u64) -> SimStorage {
+    let mode = rng.gen_range(0..3);
+    let mut cut_rng = StdRng::seed_from_u64(cut_seed);
+    storage.cut_power(|n| match mode {
+        0 => 0,
+        1 => n,
+        _ => cut_rng.gen_range(0..=n),
+    })
+}
+
+async fn power_cut_case(seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let clock = Rc::new(ManualClock::new(1_700_000_000_000));
+    let mut config = random_config(&mut rng, 4_000..40_000);
     let mut storage = SimStorage::new();
     let acked = Rc::new(RefCell::new(Acked::default()));
     for life in 0..3 {
@@ -202,13 +211,7 @@ async fn power_cut_case(seed: u64) {
             t.await;
         }
         drop(log);
-        let mode = rng.gen_range(0..3);
-        let mut cut_rng = StdRng::seed_from_u64(seed ^ 0xdead_beef ^ life);
-        storage = storage.cut_power(|n| match mode {
-            0 => 0,
-            1 => n,
-            _ => cut_rng.gen_range(0..=n),
-        });
+        storage = cut_power(&storage, &mut rng, seed ^ 0xdead_beef ^ life);
     }
     let log = open(&storage, &config, &clock).await.expect("final reopen");
     let snapshot = acked.borrow().clone();
@@ -368,18 +371,8 @@ async fn shared_syncs_case(seed: u64) -> (u64, u64) {
     let clock = Rc::new(ManualClock::new(1_700_000_000_000));
     let logs_n = rng.gen_range(2..5);
     let config = LogConfig {
-        segment_bytes: rng.gen_range(40_000..400_000),
-        index_interval_bytes: rng.gen_range(200..4096),
-        flush_policy: FlushPolicy::Always,
-        in_flight_bytes_max: rng.gen_range(5_000..50_000),
-        buffer_bytes_max: rng.gen_range(0..50_000),
-        write_chunk_bytes: 4096 * rng.gen_range(1..4),
-        writes_in_flight_max: rng.gen_range(1..4),
-        write_step_bytes_max: rng.gen_range(1..60_000),
-        preallocate_step_min_bytes: 8192,
-        preallocate_step_max_bytes: 65536,
         shared_syncs: true,
-        ..LogConfig::default()
+        ..random_config(&mut rng, 40_000..400_000)
     };
     let dirs: Vec<String> = (0..logs_n).map(|i| format!("/data/topic-{i}")).collect();
     let acked: Vec<Rc<RefCell<Acked>>> = (0..logs_n).map(|_| Rc::default()).collect();
@@ -415,13 +408,7 @@ async fn shared_syncs_case(seed: u64) -> (u64, u64) {
         shared += logs.iter().map(|l| l.stats.shared_syncs.get()).sum::<u64>();
         flushes += budgets.device_flushes();
         drop(logs);
-        let mode = rng.gen_range(0..3);
-        let mut cut_rng = StdRng::seed_from_u64(seed ^ 0x5eed ^ life);
-        storage = storage.cut_power(|n| match mode {
-            0 => 0,
-            1 => n,
-            _ => cut_rng.gen_range(0..=n),
-        });
+        storage = cut_power(&storage, &mut rng, seed ^ 0x5eed ^ life);
     }
     let budgets = Rc::new(ShardBudgets::default());
     for (dir, a) in dirs.iter().zip(&acked) {
