@@ -653,7 +653,7 @@ impl<S: Storage> Log<S> {
             // Nothing is written to this log while it waits (the flusher is the only
             // writer and it is here), so `target` is still everything written.
             let covered_bytes = self.inner.borrow().bytes_since_sync;
-            if shared {
+            if shared && !self.budgets.own_sync_is_sooner() {
                 // Every unsynced write of this log overwrote durable blocks and completed
                 // before this call: one device flush shared by the shard covers it.
                 self.budgets.flush_device(&*file).await?;

@@ -338,6 +338,14 @@ impl ShardBudgets {
         }
     }
 
+    /// Whether a sync that could be shared is better paid on its own: a shared flush is
+    /// already running (joining means waiting for it *and* the next one) while a sync slot
+    /// is free (an own fdatasync starts at once). Under light load this keeps one flush's
+    /// latency; under many syncing logs the slots are busy and the flush is shared.
+    fn own_sync_is_sooner(&self) -> bool {
+        self.flush_running.get() && self.sync_slots.available() > 0
+    }
+
     /// Shared device flushes completed so far.
     pub fn device_flushes(&self) -> u64 {
         self.flushes_completed.get()
