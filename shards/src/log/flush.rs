@@ -67,12 +67,17 @@ fn sync_bytes_average(avg: u64, covered: u64) -> u64 {
     }
 }
 
+/// A write in flight, owned (and polled) by the flusher itself rather than a task of its
+/// own: its request is queued on the first poll, at once, not when a spawned task would
+/// get its turn behind every producer the flusher just woke.
 async fn join_write(task: &mut glommio::task::JoinHandle<Result<()>>) -> Result<()> {
     match task.await {
         Some(r) => r,
         None => Err(crate::Error::LogFailed("a write task was cancelled".into())),
     }
 }
+
+type WriteFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>>>>;
 
 /// One submitted write, completed in submission order.
 struct Chunk {
@@ -89,7 +94,7 @@ struct Chunk {
     /// Written through an O_DSYNC file: durable once it (and every chunk before it, which
     /// completions are consumed in order) completed.
     durable: bool,
-    task: glommio::task::JoinHandle<Result<()>>,
+    write: WriteFuture,
 }
 
 pub enum FlushWait {
@@ -262,6 +267,7 @@ impl<S: Storage> Log<S> {
         let mut queue: VecDeque<Chunk> = VecDeque::new();
         let mut partial_outstanding = false;
         loop {
+            let mut queued = false;
             while queue.len() < self.config.writes_in_flight_max && !partial_outstanding {
                 let (limit, head) = {
                     let inner = self.inner.borrow();
@@ -304,8 +310,14 @@ impl<S: Storage> Log<S> {
                     None
                 };
                 let file2 = file.clone();
-                let task =
-                    glommio::spawn_local(async move { file2.write_at(buf, start).await }).detach();
+                let mut write: WriteFuture =
+                    Box::pin(async move { file2.write_at(buf, start).await });
+                // The first poll queues the request (a write never completes within it).
+                if let Some(r) = futures_lite::future::poll_once(write.as_mut()).await {
+                    r?;
+                    write = Box::pin(std::future::ready(Ok(())));
+                }
+                queued = true;
                 queue.push_back(Chunk {
                     start,
                     device_bytes: padded,
@@ -314,13 +326,18 @@ impl<S: Storage> Log<S> {
                     last_next,
                     tail,
                     durable: durable_writes,
-                    task,
+                    write,
                 });
                 submitted = end_pos;
                 self.stats.writes.set(self.stats.writes.get() + 1);
                 self.stats
                     .write_bytes
                     .set(self.stats.write_bytes.get() + padded as u64);
+            }
+            if queued {
+                // To the device now: completions consumed below wake producers, and the
+                // executor's own I/O poll would come only after they all ran.
+                crate::runtime::submit_io_now();
             }
             let Some(front) = queue.front_mut() else {
                 break;
@@ -329,17 +346,14 @@ impl<S: Storage> Log<S> {
             // advance contiguously, and later writes keep running meanwhile.
             let seen = self.shared.work.generation();
             let result = if always || partial_outstanding {
-                Some(join_write(&mut front.task).await)
+                Some(front.write.as_mut().await)
             } else {
                 let wait_data = async {
                     self.shared.work.wait(seen).await;
                     None
                 };
-                futures_lite::future::or(
-                    async { Some(join_write(&mut front.task).await) },
-                    wait_data,
-                )
-                .await
+                futures_lite::future::or(async { Some(front.write.as_mut().await) }, wait_data)
+                    .await
             };
             let Some(result) = result else {
                 continue; // new data arrived: try to submit more
@@ -589,7 +603,7 @@ impl<S: Storage> Log<S> {
         file.truncate(size).await?;
         {
             let _slot = self.budgets.sync_slot().await;
-            file.fdatasync().await?;
+            crate::runtime::rushed(file.fdatasync()).await?;
         }
         self.stats.fdatasyncs.set(self.stats.fdatasyncs.get() + 1);
         write_index_files(&self.storage, &self.dir, base, &index).await?;
@@ -662,7 +676,7 @@ impl<S: Storage> Log<S> {
                     .set(self.stats.shared_syncs.get() + 1);
             } else {
                 let slot = self.budgets.sync_slot().await;
-                file.fdatasync().await?;
+                crate::runtime::rushed(file.fdatasync()).await?;
                 drop(slot);
                 self.stats.fdatasyncs.set(self.stats.fdatasyncs.get() + 1);
                 // The blocks written before the call now have durable allocation and

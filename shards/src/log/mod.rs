@@ -105,7 +105,8 @@ pub struct LogConfig {
     /// zero fills (see `ensure_preallocated`): below it the per-sync metadata write that a
     /// fallocated file costs dominates (and zero-filled logs can share syncs); above it
     /// the syncs are few and the doubled device bandwidth of zero fills is not worth
-    /// paying (BENCHMARKS.md, logbench run F). 0: never zero-fill.
+    /// paying (BENCHMARKS.md, logbench runs F and J: on this disk 32 KiB per sync gains
+    /// from zero fills, 256 KiB per sync loses 20% with them). 0: never zero-fill.
     pub zero_fill_sync_bytes_max: u64,
 }
 
@@ -130,7 +131,7 @@ impl Default for LogConfig {
             preallocate_step_max_bytes: 32 << 20,
             dsync_writes: false,
             shared_syncs: false,
-            zero_fill_sync_bytes_max: 1 << 20,
+            zero_fill_sync_bytes_max: 128 << 10,
         }
     }
 }
@@ -325,7 +326,7 @@ impl ShardBudgets {
                 // No sync slot: shared flushes run one at a time anyway, and one queued
                 // behind logs' own (metadata-writing, slower) fdatasyncs would hold up
                 // every log waiting for it.
-                let r = file.flush_device().await;
+                let r = crate::runtime::rushed(file.flush_device()).await;
                 if r.is_ok() {
                     self.flushes_completed
                         .set(self.flushes_completed.get().max(n));

@@ -2080,6 +2080,29 @@ pub unsafe fn spawn_scoped_local_into<'a, T>(
 pub struct ExecutorProxy {}
 
 impl ExecutorProxy {
+    /// RIPTIDE-PATCH (session 8): submits the I/O requests queued so far on the main ring
+    /// (DMA file reads and writes, fsyncs) to the kernel now. Upstream submits them only at
+    /// the executor's next I/O poll, after every runnable task of the current task queue has
+    /// run: a task that queues disk writes and then wakes a busy producer leaves the device
+    /// idle for as long as the producer runs. Also reaps completions (waking their tasks);
+    /// does nothing outside an executor.
+    pub fn submit_io_now(&self) {
+        #[cfg(not(feature = "native-tls"))]
+        {
+            if LOCAL_EX.is_set() {
+                LOCAL_EX.with(|local_ex| {
+                    let _ = local_ex.reactor.sys.submit_main_ring_now(&mut 0);
+                });
+            }
+        }
+        #[cfg(feature = "native-tls")]
+        unsafe {
+            if let Some(ex) = LOCAL_EX.as_ref() {
+                let _ = ex.reactor.sys.submit_main_ring_now(&mut 0);
+            }
+        }
+    }
+
     /// Checks if this task has run for too long and need to be preempted. This
     /// is useful for situations where we can't call .await, for instance,
     /// if a [`RefMut`] is held. If this tests true, then the user is

@@ -1766,6 +1766,13 @@ impl Reactor {
             .map(|_| {})
     }
 
+    /// RIPTIDE-PATCH (session 8): hands the SQEs queued so far on the main ring to the
+    /// kernel now (and reaps what completed), instead of at the executor's next I/O poll,
+    /// which only comes once every runnable task of the task queue has run.
+    pub(crate) fn submit_main_ring_now(&self, woke: &mut usize) -> io::Result<()> {
+        self.main_ring.borrow_mut().poll(woke)
+    }
+
     pub(crate) fn poll_io(&self, woke: &mut usize) -> io::Result<()> {
         self.poll_ring.borrow_mut().poll(woke)?;
         self.main_ring.borrow_mut().poll(woke)?;
