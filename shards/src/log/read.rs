@@ -85,9 +85,9 @@ impl<S: Storage> Log<S> {
                                 && ra.pos >= position
                                 && ra.version == version =>
                         {
-                            match ra.task.await {
-                                Some(Ok(data)) => Some((ra.pos, data)),
-                                _ => None,
+                            match ra.read.await {
+                                Ok(data) => Some((ra.pos, data)),
+                                Err(_) => None,
                             }
                         }
                         _ => None,
@@ -106,15 +106,20 @@ impl<S: Storage> Log<S> {
                         let want = read_want(max_bytes).min(limit.saturating_sub(end_pos) as usize);
                         if want >= BATCH_HEADER_LEN {
                             let f = file.clone();
-                            let task =
-                                glommio::spawn_local(async move { f.read_at(end_pos, want).await })
-                                    .detach();
+                            let mut read: ReadFuture =
+                                Box::pin(async move { f.read_at(end_pos, want).await });
+                            // The first poll queues the reads; to the device at once.
+                            if let Some(r) = futures_lite::future::poll_once(read.as_mut()).await {
+                                read = Box::pin(std::future::ready(r));
+                            } else {
+                                crate::runtime::submit_io_now();
+                            }
                             *self.readahead.borrow_mut() = Some(Readahead {
                                 base,
                                 pos: end_pos,
                                 next_offset: next,
                                 version,
-                                task,
+                                read,
                             });
                         }
                         let inner = self.inner.borrow();
@@ -326,7 +331,7 @@ async fn read_from_file<F: StorageFile>(
         }
         if !in_buf(&buf, buf_pos, pos, BATCH_HEADER_LEN) {
             let want = read_want(max_bytes).min((limit - pos) as usize);
-            buf = file.read_at(pos, want).await?;
+            buf = crate::runtime::rushed(file.read_at(pos, want)).await?;
             buf_pos = pos;
             if buf.len() < BATCH_HEADER_LEN {
                 return Err(corrupt(pos));
@@ -354,7 +359,7 @@ async fn read_from_file<F: StorageFile>(
         if !in_buf(&buf, buf_pos, end, BATCH_HEADER_LEN) {
             // Only headers are needed here; the data is read once below.
             let want = READ_AHEAD_BYTES.min((limit - end) as usize);
-            let data = file.read_at(end, want).await?;
+            let data = crate::runtime::rushed(file.read_at(end, want)).await?;
             if data.len() < BATCH_HEADER_LEN {
                 return Err(corrupt(end));
             }
@@ -385,7 +390,7 @@ async fn read_from_file<F: StorageFile>(
         let at = (start - buf_pos) as usize;
         Bytes::from(buf).slice(at..at + len)
     } else {
-        let data = file.read_at(start, len).await?;
+        let data = crate::runtime::rushed(file.read_at(start, len)).await?;
         if data.len() != len {
             return Err(corrupt(start));
         }
@@ -405,8 +410,12 @@ pub(super) struct Readahead {
     pos: u64,
     next_offset: i64,
     version: u64,
-    task: glommio::task::JoinHandle<Result<Vec<u8>>>,
+    /// Polled by whoever reads next, not a task of its own: its I/O was queued and
+    /// submitted when it was created, and the result waits in it.
+    read: ReadFuture,
 }
+
+type ReadFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>>>>>;
 
 fn in_buf(buf: &[u8], buf_pos: u64, pos: u64, len: usize) -> bool {
     pos >= buf_pos && pos + len as u64 <= buf_pos + buf.len() as u64
