@@ -85,9 +85,9 @@ impl<S: Storage> Log<S> {
                                 && ra.pos >= position
                                 && ra.version == version =>
                         {
-                            match ra.read.await {
-                                Ok(data) => Some((ra.pos, data)),
-                                Err(_) => None,
+                            match ra.task.await {
+                                Some(Ok(data)) => Some((ra.pos, data)),
+                                _ => None,
                             }
                         }
                         _ => None,
@@ -108,18 +108,21 @@ impl<S: Storage> Log<S> {
                             let f = file.clone();
                             let mut read: ReadFuture =
                                 Box::pin(async move { f.read_at(end_pos, want).await });
-                            // The first poll queues the reads; to the device at once.
-                            if let Some(r) = futures_lite::future::poll_once(read.as_mut()).await {
-                                read = Box::pin(std::future::ready(r));
-                            } else {
-                                crate::runtime::submit_io_now();
-                            }
+                            // The first poll queues the reads, handed to the device at
+                            // once; a task of its own then sees them through.
+                            let task = match futures_lite::future::poll_once(read.as_mut()).await {
+                                Some(r) => glommio::spawn_local(std::future::ready(r)).detach(),
+                                None => {
+                                    crate::runtime::submit_io_now();
+                                    glommio::spawn_local(read).detach()
+                                }
+                            };
                             *self.readahead.borrow_mut() = Some(Readahead {
                                 base,
                                 pos: end_pos,
                                 next_offset: next,
                                 version,
-                                read,
+                                task,
                             });
                         }
                         let inner = self.inner.borrow();
@@ -410,9 +413,9 @@ pub(super) struct Readahead {
     pos: u64,
     next_offset: i64,
     version: u64,
-    /// Polled by whoever reads next, not a task of its own: its I/O was queued and
-    /// submitted when it was created, and the result waits in it.
-    read: ReadFuture,
+    /// Its reads were queued and submitted when it was created (first polled by the
+    /// reader, then handed to this task).
+    task: glommio::task::JoinHandle<Result<Vec<u8>>>,
 }
 
 type ReadFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>>>>>;
