@@ -304,8 +304,13 @@ async fn write_case(
                     Err(e) => panic!("append failed: {e}"),
                 }
             }
-            log.wait_durable(last).await.expect("durable");
+            // Set while the last batch is still unacknowledged: the collector can then see
+            // `done && q.is_empty()` only after the `changed` notification that makes it
+            // durable, which it waits for. Set after `wait_durable`, with no notification
+            // of its own, it was missed whenever the collector handled that notification
+            // first — the run then hung with the executor idle.
             done.set(true);
+            log.wait_durable(last).await.expect("durable");
             if let Some(c) = collector {
                 c.await;
             }
