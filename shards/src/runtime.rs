@@ -144,6 +144,21 @@ pub async fn rushed<F: Future>(future: F) -> F::Output {
     future.await
 }
 
+/// Spawns `future` on this shard after polling it once in place: whatever I/O it queues
+/// on its first poll is queued now, not when the new task gets its first turn (behind every
+/// task already runnable). The task then sees it through on its own.
+pub async fn spawn_started<F>(future: F) -> glommio::task::JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let mut future = Box::pin(future);
+    match futures_lite::future::poll_once(future.as_mut()).await {
+        Some(out) => glommio::spawn_local(std::future::ready(out)).detach(),
+        None => glommio::spawn_local(future).detach(),
+    }
+}
+
 /// Run `job` on shard `target` and await its result. On the calling shard itself the job
 /// runs inline (no queueing). Fails only when the target shard has shut down.
 pub async fn invoke_on<R, F, Fut>(target: ShardId, job: F) -> Result<R>

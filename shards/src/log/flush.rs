@@ -74,13 +74,6 @@ async fn join_write(task: &mut glommio::task::JoinHandle<Result<()>>) -> Result<
     }
 }
 
-/// A write about to be submitted. The flusher polls it once itself, so that its request
-/// is queued at once — a spawned task would get its first turn only behind every producer
-/// the flusher just woke — and then hands it to a task of its own, so every write's
-/// completion is seen on its own (keeping the futures in the flusher works as well: a late
-/// poll of a completed glommio source returns at once).
-type WriteFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>>>>;
-
 /// One submitted write, completed in submission order.
 struct Chunk {
     /// File position of the write (block-aligned).
@@ -312,14 +305,11 @@ impl<S: Storage> Log<S> {
                     None
                 };
                 let file2 = file.clone();
-                let mut write: WriteFuture =
-                    Box::pin(async move { file2.write_at(buf, start).await });
-                // The first poll queues the request now; a task of its own then sees it
-                // through (completions must not wait for the flusher to poll them).
-                let task = match futures_lite::future::poll_once(write.as_mut()).await {
-                    Some(r) => glommio::spawn_local(std::future::ready(r)).detach(),
-                    None => glommio::spawn_local(write).detach(),
-                };
+                // Queued now (the flusher just woke producers that would run first);
+                // handed to the kernel below, before the completions are awaited.
+                let task =
+                    crate::runtime::spawn_started(async move { file2.write_at(buf, start).await })
+                        .await;
                 queued = true;
                 queue.push_back(Chunk {
                     start,

@@ -106,17 +106,12 @@ impl<S: Storage> Log<S> {
                         let want = read_want(max_bytes).min(limit.saturating_sub(end_pos) as usize);
                         if want >= BATCH_HEADER_LEN {
                             let f = file.clone();
-                            let mut read: ReadFuture =
-                                Box::pin(async move { f.read_at(end_pos, want).await });
-                            // The first poll queues the reads, handed to the device at
-                            // once; a task of its own then sees them through.
-                            let task = match futures_lite::future::poll_once(read.as_mut()).await {
-                                Some(r) => glommio::spawn_local(std::future::ready(r)).detach(),
-                                None => {
-                                    crate::runtime::submit_io_now();
-                                    glommio::spawn_local(read).detach()
-                                }
-                            };
+                            // Queued now and handed to the device at once.
+                            let task = crate::runtime::spawn_started(async move {
+                                f.read_at(end_pos, want).await
+                            })
+                            .await;
+                            crate::runtime::submit_io_now();
                             *self.readahead.borrow_mut() = Some(Readahead {
                                 base,
                                 pos: end_pos,
@@ -417,8 +412,6 @@ pub(super) struct Readahead {
     /// reader, then handed to this task).
     task: glommio::task::JoinHandle<Result<Vec<u8>>>,
 }
-
-type ReadFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>>>>>;
 
 fn in_buf(buf: &[u8], buf_pos: u64, pos: u64, len: usize) -> bool {
     pos >= buf_pos && pos + len as u64 <= buf_pos + buf.len() as u64
