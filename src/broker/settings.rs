@@ -137,6 +137,7 @@ impl BrokerSettings {
             },
             dsync_writes: self.config.log_dsync_writes(),
             shared_syncs: self.shared_syncs,
+            zero_fill_sync_bytes_max: self.config.log_zero_fill_sync_bytes_max(),
             ..LogConfig::default()
         }
     }

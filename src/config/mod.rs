@@ -506,6 +506,12 @@ impl BrokerConfig {
         self.boolean("riptide.log.dsync.writes")
     }
 
+    /// `riptide.log.zero.fill.sync.bytes.max`: below this many bytes per fdatasync on
+    /// average, an `always` log grows its segments by zero fills instead of fallocate.
+    pub fn log_zero_fill_sync_bytes_max(&self) -> u64 {
+        self.int("riptide.log.zero.fill.sync.bytes.max").max(0) as u64
+    }
+
     /// `riptide.log.flush.shared`: `Some(forced)` for true/false, `None` for auto.
     pub fn log_flush_shared(&self) -> Option<bool> {
         match self

@@ -364,6 +364,8 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         "Riptide: under flush.policy=always, write segments through O_DSYNC files (each write durable on completion) instead of writes followed by fdatasync; may pay on devices with FUA."),
     broker("riptide.log.flush.shared", T::String, Some("auto"), V::OneOf(FLUSH_SHARED_MODES),
         "Riptide: let the syncs of partitions that overwrite zero-filled, already durable blocks share one device cache flush per shard (one fdatasync for many partitions). auto: on for ext4 and XFS data directories, where an fdatasync flushes the whole device cache and such overwrites change no metadata; true forces it on (only safe on such filesystems); false: every partition pays its own fdatasync."),
+    broker("riptide.log.zero.fill.sync.bytes.max", T::Long, Some("131072"), V::AtLeast(0),
+        "Riptide: under flush.policy=always, a partition whose fdatasyncs cover less than this many bytes on average grows its segments by writing zeros one step ahead of the data (every data write then overwrites written blocks: no metadata to sync, syncs can be shared) instead of by fallocate (no extra device writes). 0 turns zero fills off."),
     broker("riptide.pin", T::Bool, Some("true"), V::None,
         "Riptide: pin each shard to its core."),
     compat("socket.receive.buffer.bytes", T::Int, Some("102400"), "Accepted for compatibility; Riptide uses the OS default."),

@@ -432,3 +432,17 @@ fn reference_lists_every_key_once() {
         assert_eq!(section.matches("\n| `").count(), table.len());
     }
 }
+
+#[test]
+fn zero_fill_threshold_defaults_to_128_kib_and_can_be_turned_off() {
+    assert_eq!(broker("").log_zero_fill_sync_bytes_max(), 128 << 10);
+    assert_eq!(
+        broker("riptide.log.zero.fill.sync.bytes.max=0").log_zero_fill_sync_bytes_max(),
+        0
+    );
+    assert_eq!(
+        shards::log::LogConfig::default().zero_fill_sync_bytes_max,
+        broker("").log_zero_fill_sync_bytes_max(),
+        "the broker default and the engine default must agree"
+    );
+}

@@ -1237,6 +1237,8 @@ pub(crate) struct Reactor {
     // and re-arming it.
     latency_preemption_deadline: Cell<Option<Instant>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
+    // RIPTIDE-PATCH (session 9): whether `wait` arms the throughput preemption timer.
+    throughput_timer_armed: bool,
 
     link_fd: RawFd,
 
@@ -1369,6 +1371,8 @@ impl Reactor {
             latency_preemption_timeout_src: Cell::new(None),
             latency_preemption_deadline: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
+            throughput_timer_armed: std::env::var_os("RIPTIDE_GLOMMIO_THROUGHPUT_TIMER")
+                .is_none_or(|v| v != "0"),
             blocking_thread,
             link_fd,
             notifier,
@@ -1879,12 +1883,19 @@ impl Reactor {
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
         // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        // RIPTIDE-PATCH (session 9): `RIPTIDE_GLOMMIO_THROUGHPUT_TIMER=0` skips it (a
+        // diagnostic switch; armed every pass by default, as upstream). Skipping it removes
+        // a TIMEOUT, a linked eventfd WRITE and an ASYNC_CANCEL per pass but measured no
+        // broker CPU change; the latency timer still bounds every task queue's slice. See
+        // RIPTIDE-PATCH.md.
+        if self.throughput_timer_armed {
+            self.throughput_preemption_timeout_src.replace(Some(
+                main_ring.prepare_throughput_preemption_timer(
+                    self.ring_depth() as u32,
+                    self.eventfd_src.raw(),
+                ),
+            ));
+        }
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
