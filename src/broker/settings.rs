@@ -138,6 +138,7 @@ impl BrokerSettings {
             dsync_writes: self.config.log_dsync_writes(),
             shared_syncs: self.shared_syncs,
             zero_fill_sync_bytes_max: self.config.log_zero_fill_sync_bytes_max(),
+            write_linger_ms: self.config.log_write_linger_ms(),
             ..LogConfig::default()
         }
     }

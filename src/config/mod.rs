@@ -506,6 +506,12 @@ impl BrokerConfig {
         self.boolean("riptide.log.dsync.writes")
     }
 
+    /// `riptide.log.write.linger.ms`: how long `none`/`interval` appends may wait before
+    /// they are written.
+    pub fn log_write_linger_ms(&self) -> i64 {
+        self.int("riptide.log.write.linger.ms").max(0)
+    }
+
     /// `riptide.log.zero.fill.sync.bytes.max`: below this many bytes per fdatasync on
     /// average, an `always` log grows its segments by zero fills instead of fallocate.
     pub fn log_zero_fill_sync_bytes_max(&self) -> u64 {

@@ -96,6 +96,10 @@ fn invalid_values_name_the_key() {
         ("auto.create.topics.enable=yes", "auto.create.topics.enable"),
         ("log.flush.policy=sometimes", "log.flush.policy"),
         ("riptide.log.flush.shared=maybe", "riptide.log.flush.shared"),
+        (
+            "riptide.log.write.linger.ms=-1",
+            "riptide.log.write.linger.ms",
+        ),
         ("listeners=PLAINTEXT://host", "listeners"),
         ("listeners=PLAINTEXT://a:1,PLAINTEXT://b:2", "listeners"),
         ("log.dirs=/a,/b", "log.dirs"),
@@ -445,4 +449,18 @@ fn zero_fill_threshold_defaults_to_128_kib_and_can_be_turned_off() {
         broker("").log_zero_fill_sync_bytes_max(),
         "the broker default and the engine default must agree"
     );
+}
+
+#[test]
+fn write_linger_defaults_to_5_ms_and_reaches_the_log_config() {
+    assert_eq!(broker("").log_write_linger_ms(), 5);
+    assert_eq!(
+        broker("riptide.log.write.linger.ms=0").log_write_linger_ms(),
+        0
+    );
+    let settings = crate::broker::settings::BrokerSettings::from_config(broker(
+        "riptide.log.write.linger.ms=12",
+    ))
+    .unwrap();
+    assert_eq!(settings.log_config(&Default::default()).write_linger_ms, 12);
 }

@@ -108,7 +108,10 @@ impl<S: Storage> Log<S> {
             return FlushWait::Stop;
         }
         if inner.segments.values().any(|s| s.needs_flush_work()) || inner.recovery_point_dirty {
-            return FlushWait::Now;
+            return match self.write_linger_left(&inner) {
+                Some(left) => FlushWait::Timer(left),
+                None => FlushWait::Now,
+            };
         }
         if inner.written_offset <= inner.synced_offset {
             return FlushWait::Idle;
@@ -133,10 +136,57 @@ impl<S: Storage> Log<S> {
         }
     }
 
+    /// How much longer the pending appends may wait before they are written
+    /// (`LogConfig::write_linger_ms`): `None` when they are due now — the policy is
+    /// `always`, lingering is off, a sync or other file work is due, a write chunk's worth
+    /// is pending, the shard's in-flight budget is half used, or the oldest waited long
+    /// enough.
+    fn write_linger_left(&self, inner: &super::Inner<S>) -> Option<std::time::Duration> {
+        let linger_ms = self.config.write_linger_ms;
+        let since_ms = inner.unwritten_since_ms?;
+        if linger_ms <= 0 || inner.recovery_point_dirty || self.sync_due(inner) {
+            return None;
+        }
+        let mut back = inner.segments.values().rev();
+        let active = back.next().expect("active segment");
+        let only_appends_pending =
+            active.created && !active.sealed && back.all(|s| !s.needs_flush_work());
+        let log_bytes_max = (self.config.in_flight_bytes_max + self.config.buffer_bytes_max) / 2;
+        let pending_small =
+            inner.in_flight_bytes < self.config.write_chunk_bytes.min(log_bytes_max);
+        let shard_room = self.budgets.in_flight_bytes.get() < self.budgets.in_flight_bytes_max / 2;
+        let now_ms = self.clock.now_ms();
+        let mut left_ms = since_ms.saturating_add(linger_ms) - now_ms;
+        if let FlushPolicy::Interval { flush_ms, .. } = self.config.flush_policy {
+            // Wake for the interval sync too: it must not start late.
+            left_ms = left_ms.min(inner.last_sync_ms.saturating_add(flush_ms) - now_ms);
+        }
+        (only_appends_pending && pending_small && shard_room && left_ms > 0)
+            .then(|| std::time::Duration::from_millis(left_ms as u64))
+    }
+
+    /// Whether the flush policy asks for a sync now (`interval` reached, `always`).
+    fn sync_due(&self, inner: &super::Inner<S>) -> bool {
+        match self.config.flush_policy {
+            FlushPolicy::Always => true,
+            FlushPolicy::None => false,
+            FlushPolicy::Interval {
+                flush_ms,
+                flush_messages,
+            } => {
+                inner.messages_since_sync >= flush_messages
+                    || self.clock.now_ms() - inner.last_sync_ms >= flush_ms
+            }
+        }
+    }
+
     /// One round of the flusher; the caller holds `io_lock`. Writes every pending batch of
     /// every segment in order (creating and sealing segments on the way), then syncs the
     /// active segment if the policy asks, writing dirty checkpoints first.
     pub(super) async fn flush_step(&self) -> Result<()> {
+        // Every append so far is taken by this step (or, past its limits, by the next,
+        // which then is due at once).
+        self.inner.borrow_mut().unwritten_since_ms = None;
         // Segments in order, each once per step; a segment left with work stops the step,
         // so the written offset only covers a contiguous prefix of the log.
         let bases: Vec<i64> = {

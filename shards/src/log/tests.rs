@@ -800,6 +800,12 @@ async fn model_case(seed: u64) {
         preallocate_step_max_bytes: 4096 * rng.gen_range(4..16),
         dsync_writes: rng.gen_bool(0.5),
         shared_syncs: rng.gen_bool(0.5),
+        // Lazy writes under `none` (the clock moves with the workload's retention steps).
+        write_linger_ms: if rng.gen_bool(0.5) {
+            rng.gen_range(1..2000)
+        } else {
+            0
+        },
         flush_policy: if rng.gen_bool(0.7) {
             FlushPolicy::Always
         } else {
@@ -1213,5 +1219,87 @@ fn read_ahead_never_serves_truncated_data() {
         assert_eq!(h.record_count, 3);
         drop(log);
         let _ = open;
+    });
+}
+
+/// `write_linger_ms`: under `none`, small appends wait in memory until the linger passes
+/// (by the log's clock) and are then written together; a chunk's worth is written at once;
+/// `always` never waits; close writes whatever still waits.
+#[test]
+fn none_appends_linger_then_share_one_write() {
+    run(|| async {
+        async fn settle() {
+            // Real time for the flusher's timer; the log's clock decides what is due.
+            for _ in 0..20 {
+                futures_lite::future::yield_now().await;
+            }
+            glommio::timer::sleep(std::time::Duration::from_millis(30)).await;
+        }
+        let s = SimStorage::new();
+        let c = clock();
+        let config = LogConfig {
+            flush_policy: FlushPolicy::None,
+            write_linger_ms: 20,
+            ..LogConfig::default()
+        };
+        let log = open_sim(&s, config.clone(), c.clone()).await;
+        // The first append creates the segment file (written at once: file work is due).
+        let first = log
+            .append(make_batch(2, 100, 1, 0), LeaderEpoch(0))
+            .unwrap();
+        settle().await;
+        let writes = log.stats.writes.get();
+        for i in 0..5 {
+            log.append(make_batch(2, 100, 10 + i, i as u8), LeaderEpoch(0))
+                .unwrap();
+        }
+        settle().await;
+        assert_eq!(
+            log.stats.writes.get(),
+            writes,
+            "written before the linger passed"
+        );
+        c.advance_ms(20);
+        settle().await;
+        assert_eq!(
+            log.stats.writes.get(),
+            writes + 1,
+            "five appends share one write"
+        );
+        // A write chunk's worth pending is written without waiting.
+        let before = log.stats.writes.get();
+        let big = config.write_chunk_bytes / 1000 + 1;
+        for i in 0..big {
+            log.append(make_batch(1, 1000, 100 + i as i64, 7), LeaderEpoch(0))
+                .unwrap();
+        }
+        settle().await;
+        assert!(
+            log.stats.writes.get() > before,
+            "a full chunk waited for the linger"
+        );
+        // What still waits is written by close, and reads back after a reopen.
+        let last = log
+            .append(make_batch(3, 50, 999, 9), LeaderEpoch(0))
+            .unwrap();
+        log.close().await.unwrap();
+        let log = open_sim(&s, config, c.clone()).await;
+        assert_eq!(log.log_end_offset(), Offset(last.last_offset.0 + 1));
+        assert!(first.base_offset.0 == 0);
+        let all = read_all(&log).await;
+        assert_eq!(all.len(), 1 + 5 + big + 1);
+
+        // `always` ignores the linger: the append is durable without the clock moving.
+        let s = SimStorage::new();
+        let config = LogConfig {
+            flush_policy: FlushPolicy::Always,
+            write_linger_ms: 1_000_000,
+            ..LogConfig::default()
+        };
+        let log = open_sim(&s, config, c.clone()).await;
+        let info = log
+            .append(make_batch(2, 100, 1, 0), LeaderEpoch(0))
+            .unwrap();
+        log.wait_durable(info.last_offset).await.unwrap();
     });
 }
