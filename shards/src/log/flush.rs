@@ -144,7 +144,8 @@ impl<S: Storage> Log<S> {
     fn write_linger_left(&self, inner: &super::Inner<S>) -> Option<std::time::Duration> {
         let linger_ms = self.config.write_linger_ms;
         let since_ms = inner.unwritten_since_ms?;
-        if linger_ms <= 0 || inner.recovery_point_dirty || self.sync_due(inner) {
+        let now_ms = self.clock.now_ms();
+        if linger_ms <= 0 || inner.recovery_point_dirty || self.sync_due(inner, now_ms) {
             return None;
         }
         let mut back = inner.segments.values().rev();
@@ -155,7 +156,6 @@ impl<S: Storage> Log<S> {
         let pending_small =
             inner.in_flight_bytes < self.config.write_chunk_bytes.min(log_bytes_max);
         let shard_room = self.budgets.in_flight_bytes.get() < self.budgets.in_flight_bytes_max / 2;
-        let now_ms = self.clock.now_ms();
         let mut left_ms = since_ms.saturating_add(linger_ms) - now_ms;
         if let FlushPolicy::Interval { flush_ms, .. } = self.config.flush_policy {
             // Wake for the interval sync too: it must not start late.
@@ -166,7 +166,7 @@ impl<S: Storage> Log<S> {
     }
 
     /// Whether the flush policy asks for a sync now (`interval` reached, `always`).
-    fn sync_due(&self, inner: &super::Inner<S>) -> bool {
+    fn sync_due(&self, inner: &super::Inner<S>, now_ms: i64) -> bool {
         match self.config.flush_policy {
             FlushPolicy::Always => true,
             FlushPolicy::None => false,
@@ -175,7 +175,7 @@ impl<S: Storage> Log<S> {
                 flush_messages,
             } => {
                 inner.messages_since_sync >= flush_messages
-                    || self.clock.now_ms() - inner.last_sync_ms >= flush_ms
+                    || now_ms - inner.last_sync_ms >= flush_ms
             }
         }
     }
@@ -685,18 +685,7 @@ impl<S: Storage> Log<S> {
         let now_ms = self.clock.now_ms();
         let (target, file, shared, active_base, extent) = {
             let inner = self.inner.borrow();
-            let due = force
-                || match self.config.flush_policy {
-                    FlushPolicy::Always => true,
-                    FlushPolicy::None => false,
-                    FlushPolicy::Interval {
-                        flush_ms,
-                        flush_messages,
-                    } => {
-                        inner.messages_since_sync >= flush_messages
-                            || now_ms - inner.last_sync_ms >= flush_ms
-                    }
-                };
+            let due = force || self.sync_due(&inner, now_ms);
             let mut back = inner.segments.values().rev();
             let active = back.next().expect("active segment");
             let file = active.file.clone();
