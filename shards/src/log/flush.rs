@@ -116,23 +116,10 @@ impl<S: Storage> Log<S> {
         if inner.written_offset <= inner.synced_offset {
             return FlushWait::Idle;
         }
-        match self.config.flush_policy {
-            FlushPolicy::Always => FlushWait::Now,
-            FlushPolicy::None => FlushWait::Idle,
-            FlushPolicy::Interval {
-                flush_ms,
-                flush_messages,
-            } => {
-                if inner.messages_since_sync >= flush_messages {
-                    return FlushWait::Now;
-                }
-                let due_in = inner.last_sync_ms.saturating_add(flush_ms) - self.clock.now_ms();
-                if due_in <= 0 {
-                    FlushWait::Now
-                } else {
-                    FlushWait::Timer(std::time::Duration::from_millis(due_in as u64))
-                }
-            }
+        match self.sync_due_in_ms(&inner, self.clock.now_ms()) {
+            None => FlushWait::Idle,
+            Some(ms) if ms <= 0 => FlushWait::Now,
+            Some(ms) => FlushWait::Timer(std::time::Duration::from_millis(ms as u64)),
         }
     }
 
@@ -144,8 +131,7 @@ impl<S: Storage> Log<S> {
     fn write_linger_left(&self, inner: &super::Inner<S>) -> Option<std::time::Duration> {
         let linger_ms = self.config.write_linger_ms;
         let since_ms = inner.unwritten_since_ms?;
-        let now_ms = self.clock.now_ms();
-        if linger_ms <= 0 || inner.recovery_point_dirty || self.sync_due(inner, now_ms) {
+        if linger_ms <= 0 || inner.recovery_point_dirty {
             return None;
         }
         let mut back = inner.segments.values().rev();
@@ -156,27 +142,32 @@ impl<S: Storage> Log<S> {
         let pending_small =
             inner.in_flight_bytes < self.config.write_chunk_bytes.min(log_bytes_max);
         let shard_room = self.budgets.in_flight_bytes.get() < self.budgets.in_flight_bytes_max / 2;
+        let now_ms = self.clock.now_ms();
         let mut left_ms = since_ms.saturating_add(linger_ms) - now_ms;
-        if let FlushPolicy::Interval { flush_ms, .. } = self.config.flush_policy {
-            // Wake for the interval sync too: it must not start late.
-            left_ms = left_ms.min(inner.last_sync_ms.saturating_add(flush_ms) - now_ms);
+        if let Some(sync_in_ms) = self.sync_due_in_ms(inner, now_ms) {
+            // A sync due now (always `always`) writes at once; an interval sync due later
+            // wakes the flusher in time.
+            left_ms = left_ms.min(sync_in_ms);
         }
         (only_appends_pending && pending_small && shard_room && left_ms > 0)
             .then(|| std::time::Duration::from_millis(left_ms as u64))
     }
 
-    /// Whether the flush policy asks for a sync now (`interval` reached, `always`).
-    fn sync_due(&self, inner: &super::Inner<S>, now_ms: i64) -> bool {
+    /// Milliseconds until the flush policy asks for a sync (0 or less: now); `None` if it
+    /// never does (`none`). `always` is always due; `interval` when `flush.messages` were
+    /// appended or `flush.ms` passed since the last sync.
+    fn sync_due_in_ms(&self, inner: &super::Inner<S>, now_ms: i64) -> Option<i64> {
         match self.config.flush_policy {
-            FlushPolicy::Always => true,
-            FlushPolicy::None => false,
+            FlushPolicy::Always => Some(0),
+            FlushPolicy::None => None,
             FlushPolicy::Interval {
                 flush_ms,
                 flush_messages,
-            } => {
-                inner.messages_since_sync >= flush_messages
-                    || now_ms - inner.last_sync_ms >= flush_ms
-            }
+            } => Some(if inner.messages_since_sync >= flush_messages {
+                0
+            } else {
+                inner.last_sync_ms.saturating_add(flush_ms) - now_ms
+            }),
         }
     }
 
@@ -685,7 +676,10 @@ impl<S: Storage> Log<S> {
         let now_ms = self.clock.now_ms();
         let (target, file, shared, active_base, extent) = {
             let inner = self.inner.borrow();
-            let due = force || self.sync_due(&inner, now_ms);
+            let due = force
+                || self
+                    .sync_due_in_ms(&inner, now_ms)
+                    .is_some_and(|ms| ms <= 0);
             let mut back = inner.segments.values().rev();
             let active = back.next().expect("active segment");
             let file = active.file.clone();
