@@ -206,7 +206,9 @@ impl Reactor {
 
     #[inline(always)]
     pub(crate) fn need_preempt(&self) -> bool {
-        unsafe { *self.preempt_ptr_head != (*self.preempt_ptr_tail).load(Ordering::Acquire) }
+        // RIPTIDE-PATCH (session 11): or the slice's clock deadline has passed.
+        let ring = unsafe { *self.preempt_ptr_head != (*self.preempt_ptr_tail).load(Ordering::Acquire) };
+        ring || self.sys.preempt_deadline_passed()
     }
 
     pub(crate) fn id(&self) -> usize {
