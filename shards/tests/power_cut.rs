@@ -154,6 +154,13 @@ async fn power_cut_case(seed: u64) {
         // Both durability paths, O_DSYNC writes and writes + fdatasync, and switches
         // between them across restarts (a plain-opened active segment is reopened).
         config.dsync_writes = rng.gen_bool(0.5);
+        // And small steps as single RWF_DSYNC writes in some lives (bigger steps of the
+        // same life still sync).
+        config.dsync_step_bytes_max = if rng.gen_bool(0.5) {
+            rng.gen_range(1..3 * 4096)
+        } else {
+            0
+        };
         let log = open(&storage, &config, &clock)
             .await
             .expect("reopen after power cut");

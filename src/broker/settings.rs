@@ -136,6 +136,7 @@ impl BrokerSettings {
                 _ => TimestampType::CreateTime,
             },
             dsync_writes: self.config.log_dsync_writes(),
+            dsync_step_bytes_max: self.config.log_dsync_step_bytes_max(),
             shared_syncs: self.shared_syncs,
             zero_fill_sync_bytes_max: self.config.log_zero_fill_sync_bytes_max(),
             write_linger_ms: self.config.log_write_linger_ms(),

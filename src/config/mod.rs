@@ -506,6 +506,12 @@ impl BrokerConfig {
         self.boolean("riptide.log.dsync.writes")
     }
 
+    /// `riptide.log.dsync.step.bytes.max`: `always` flush steps up to this size are one
+    /// RWF_DSYNC write.
+    pub fn log_dsync_step_bytes_max(&self) -> u64 {
+        self.int("riptide.log.dsync.step.bytes.max").max(0) as u64
+    }
+
     /// `riptide.log.write.linger.ms`: how long `none`/`interval` appends may wait before
     /// they are written.
     pub fn log_write_linger_ms(&self) -> i64 {

@@ -165,6 +165,7 @@ fn config(policy: FlushPolicy, dir: &Path) -> LogConfig {
         flush_policy: policy,
         write_chunk_bytes: env("LB_CHUNK").unwrap_or(d.write_chunk_bytes),
         dsync_writes: env("LB_DSYNC").map_or(d.dsync_writes, |v| v != 0),
+        dsync_step_bytes_max: env("LB_DSYNC_STEP_MAX").map_or(d.dsync_step_bytes_max, |v| v as u64),
         writes_in_flight_max: env("LB_WRITES").unwrap_or(d.writes_in_flight_max),
         in_flight_bytes_max: env("LB_INFLIGHT").unwrap_or(d.in_flight_bytes_max),
         buffer_bytes_max: env("LB_BUFFER").unwrap_or(d.buffer_bytes_max),

@@ -286,19 +286,22 @@ impl<S: Storage> Log<S> {
     /// promptly; otherwise it follows the data as it arrives.
     async fn write_pending(&self, base: i64) -> Result<()> {
         let chunk_bytes = self.config.write_chunk_bytes;
-        let (file, target_end, mut submitted) = {
+        let (file, target_end, mut submitted, dsync_step) = {
             let inner = self.inner.borrow();
             let seg = inner.segments.get(&base).expect("segment");
-            (
-                seg.file.clone().expect("created segment has a file"),
-                seg.size,
-                seg.written,
-            )
+            let file = seg.file.clone().expect("created segment has a file");
+            let step_bytes = seg.tail_block.len() as u64 + (seg.size - seg.written);
+            let dsync_step =
+                !file.writes_are_durable() && self.wants_dsync_step(&inner, step_bytes);
+            (file, seg.size, seg.written, dsync_step)
         };
         // Each write through an O_DSYNC file is durable on completion: it streams as under
         // `none`. Otherwise `always` bounds the step so that its fdatasync comes promptly.
-        let durable_writes = file.writes_are_durable();
-        let always = self.config.flush_policy == FlushPolicy::Always && !durable_writes;
+        // A small step written with RWF_DSYNC is one bounded, durable write.
+        let durable_writes = file.writes_are_durable() || dsync_step;
+        let always = self.config.flush_policy == FlushPolicy::Always
+            && (!file.writes_are_durable() || dsync_step);
+        let _dsync_guard = dsync_step.then(|| self.budgets.dsync_write_started());
         let first_submitted = submitted;
         let mut queue: VecDeque<Chunk> = VecDeque::new();
         let mut partial_outstanding = false;
@@ -348,9 +351,14 @@ impl<S: Storage> Log<S> {
                 let file2 = file.clone();
                 // Queued now (the flusher just woke producers that would run first);
                 // handed to the kernel below, before the completions are awaited.
-                let task =
-                    crate::runtime::spawn_started(async move { file2.write_at(buf, start).await })
-                        .await;
+                let task = crate::runtime::spawn_started(async move {
+                    if dsync_step {
+                        file2.write_at_durable(buf, start).await
+                    } else {
+                        file2.write_at(buf, start).await
+                    }
+                })
+                .await;
                 queued = true;
                 queue.push_back(Chunk {
                     start,
@@ -515,6 +523,30 @@ impl<S: Storage> Log<S> {
         let seg = inner.segments.get_mut(&base).expect("segment");
         debug_assert!(seg.fill.is_none(), "a fill runs past the preallocated end");
         seg.preallocated = seg.preallocated.max(to);
+    }
+
+    /// Whether a flush step of `step_bytes` (kept partial block included) is written with
+    /// `RWF_DSYNC` instead of a write and an fdatasync: under `always`, when it fits one
+    /// write of at most `LogConfig::dsync_step_bytes_max`, nothing before the active
+    /// segment waits for its own sync, and no other sync or durable write runs on the
+    /// shard. One operation then makes it durable — no io_uring worker hand-off and one
+    /// wake-up instead of two — while concurrent small syncs of many logs still group
+    /// (each durable write pays a device cache flush of its own).
+    fn wants_dsync_step(&self, inner: &super::Inner<S>, step_bytes: u64) -> bool {
+        let max = self
+            .config
+            .dsync_step_bytes_max
+            .min(self.config.write_chunk_bytes as u64);
+        self.config.flush_policy == FlushPolicy::Always
+            && step_bytes > 0
+            && step_bytes <= max
+            && inner
+                .segments
+                .values()
+                .rev()
+                .nth(1)
+                .is_none_or(|s| s.finalized)
+            && self.budgets.syncs_idle()
     }
 
     /// Whether new segment files of this log are opened for durable (O_DSYNC) writes.

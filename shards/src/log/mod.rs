@@ -95,6 +95,10 @@ pub struct LogConfig {
     /// test machines (virtio disk without FUA, so each O_DSYNC write costs its own cache
     /// flush) it was slower than group-committed fdatasyncs (BENCHMARKS.md, run G).
     pub dsync_writes: bool,
+    /// Under `flush.policy=always`, a flush step of at most this many bytes is one write
+    /// with `RWF_DSYNC` (durable on completion) instead of a write and an fdatasync, while
+    /// no other sync runs on the shard (`Log::wants_dsync_step`). 0: never.
+    pub dsync_step_bytes_max: u64,
     /// Syncs whose data all overwrote durably written blocks (zero-filled logs, see
     /// `ensure_preallocated`) share one device cache flush per round with the other logs
     /// of the shard ([`StorageFile::flush_device`]) instead of each paying its own
@@ -138,6 +142,7 @@ impl Default for LogConfig {
             preallocate_step_min_bytes: 1 << 20,
             preallocate_step_max_bytes: 32 << 20,
             dsync_writes: false,
+            dsync_step_bytes_max: 0,
             shared_syncs: false,
             zero_fill_sync_bytes_max: 128 << 10,
             write_linger_ms: 0,
@@ -192,10 +197,23 @@ pub struct ShardBudgets {
     flushes_completed: Cell<u64>,
     flush_running: Cell<bool>,
     flush_done: Notify,
+    /// Durable write steps running ([`ShardBudgets::syncs_idle`]).
+    dsync_writes_in_flight: Cell<usize>,
     /// Closed segments' indexes read back from their files, bounded.
     indexes: RefCell<IndexCache>,
     /// Names the logs of the shard in `indexes`.
     next_log_id: Cell<u64>,
+}
+
+/// A durable write step running on the shard ([`ShardBudgets::syncs_idle`]).
+struct DsyncWriteRunning<'a>(&'a ShardBudgets);
+
+impl Drop for DsyncWriteRunning<'_> {
+    fn drop(&mut self) {
+        let n = self.0.dsync_writes_in_flight.get();
+        debug_assert!(n > 0);
+        self.0.dsync_writes_in_flight.set(n - 1);
+    }
 }
 
 /// Marks the shard's shared device flush as no longer running and wakes its waiters.
@@ -296,6 +314,7 @@ impl ShardBudgets {
             flushes_completed: Cell::new(0),
             flush_running: Cell::new(false),
             flush_done: Notify::default(),
+            dsync_writes_in_flight: Cell::new(0),
             indexes: RefCell::new(IndexCache::new(index_entries_max, index_bytes_max)),
             next_log_id: Cell::new(0),
         })
@@ -303,6 +322,20 @@ impl ShardBudgets {
 
     /// Waits for one of the shard's fdatasync slots (FIFO); the slot is held while the
     /// permit lives.
+    /// No fdatasync, shared device flush or durable write runs on the shard.
+    fn syncs_idle(&self) -> bool {
+        self.sync_slots.available() as usize == self.syncs_in_flight_max
+            && !self.flush_running.get()
+            && self.dsync_writes_in_flight.get() == 0
+    }
+
+    /// Counts a durable (`RWF_DSYNC`) write step as running until the guard drops.
+    fn dsync_write_started(&self) -> DsyncWriteRunning<'_> {
+        self.dsync_writes_in_flight
+            .set(self.dsync_writes_in_flight.get() + 1);
+        DsyncWriteRunning(self)
+    }
+
     async fn sync_slot(&self) -> glommio::sync::Permit<'_> {
         self.sync_slots
             .acquire_permit(1)

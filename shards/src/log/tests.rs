@@ -799,6 +799,11 @@ async fn model_case(seed: u64) {
         preallocate_step_min_bytes: 4096 * rng.gen_range(1..4),
         preallocate_step_max_bytes: 4096 * rng.gen_range(4..16),
         dsync_writes: rng.gen_bool(0.5),
+        dsync_step_bytes_max: if rng.gen_bool(0.5) {
+            rng.gen_range(1..4 * 4096)
+        } else {
+            0
+        },
         shared_syncs: rng.gen_bool(0.5),
         // Lazy writes under `none` (the clock moves with the workload's retention steps).
         write_linger_ms: if rng.gen_bool(0.5) {
@@ -1219,6 +1224,55 @@ fn read_ahead_never_serves_truncated_data() {
         assert_eq!(h.record_count, 3);
         drop(log);
         let _ = open;
+    });
+}
+
+/// `dsync_step_bytes_max`: under `always`, a flush step that fits one write of at most
+/// the limit is that write with `RWF_DSYNC` and no fdatasync; a bigger step is writes and
+/// an fdatasync; with the limit at 0 every step syncs. Each kind reads back after a reopen.
+#[test]
+fn small_always_steps_are_one_durable_write() {
+    run(|| async {
+        let c = clock();
+        for limit in [8192_u64, 0] {
+            let s = SimStorage::new();
+            let config = LogConfig {
+                dsync_step_bytes_max: limit,
+                ..LogConfig::default()
+            };
+            let log = open_sim(&s, config.clone(), c.clone()).await;
+            let mut last = Offset(0);
+            for i in 0..5 {
+                let info = log
+                    .append(make_batch(2, 100, i, i as u8), LeaderEpoch(0))
+                    .unwrap();
+                log.wait_durable(info.last_offset).await.unwrap();
+                last = info.last_offset;
+            }
+            let small = s.stats();
+            // Bigger than the limit: written and synced.
+            let info = log
+                .append(make_batch(3, 4000, 50, 9), LeaderEpoch(0))
+                .unwrap();
+            log.wait_durable(info.last_offset).await.unwrap();
+            let big = s.stats();
+            // (At most one fdatasync is the segment's first zero fill's, which the shared
+            // syncs of later overwrites rely on.)
+            if limit > 0 {
+                assert_eq!(small.dsync_writes, 5, "{small:?}");
+                assert!(small.fdatasyncs <= 1, "{small:?}");
+                assert_eq!(big.dsync_writes, 5, "{big:?}");
+                assert_eq!(big.fdatasyncs, small.fdatasyncs + 1, "{big:?}");
+            } else {
+                assert_eq!(big.dsync_writes, 0, "{big:?}");
+                assert!(small.fdatasyncs >= 5, "{small:?}");
+                assert_eq!(big.fdatasyncs, small.fdatasyncs + 1, "{big:?}");
+            }
+            assert!(last < info.last_offset);
+            log.close().await.unwrap();
+            let log = open_sim(&s, config, c.clone()).await;
+            assert_eq!(read_all(&log).await.len(), 6);
+        }
     });
 }
 

@@ -196,6 +196,33 @@ pub struct DmaStorageFile {
     dsync: bool,
 }
 
+impl DmaStorageFile {
+    /// One O_DIRECT write of the whole buffer, with `RWF_DSYNC` if `dsync`.
+    async fn write_dma(&self, buf: DmaBuffer, pos: u64, dsync: bool) -> Result<()> {
+        assert_eq!(pos % BLOCK_BYTES as u64, 0, "unaligned DMA write position");
+        assert_eq!(buf.len() % BLOCK_BYTES, 0, "unaligned DMA write length");
+        let len = buf.len();
+        // Shared with the reactor for the write, so the buffer comes back for reuse.
+        let buf = std::rc::Rc::new(buf);
+        let written = if dsync {
+            self.file.write_rc_at_dsync(buf.clone(), pos).await
+        } else {
+            self.file.write_rc_at(buf.clone(), pos).await
+        }
+        .map_err(|e| io_err(&self.path, e))?;
+        if let Ok(buf) = std::rc::Rc::try_unwrap(buf) {
+            give_back(buf);
+        }
+        if written != len {
+            return Err(Error::io(
+                &self.path,
+                std::io::Error::other(format!("short DMA write: {written} of {len} bytes")),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl StorageFile for DmaStorageFile {
     type Buf = DmaBuffer;
 
@@ -222,26 +249,11 @@ impl StorageFile for DmaStorageFile {
     }
 
     async fn write_at(&self, buf: DmaBuffer, pos: u64) -> Result<()> {
-        assert_eq!(pos % BLOCK_BYTES as u64, 0, "unaligned DMA write position");
-        assert_eq!(buf.len() % BLOCK_BYTES, 0, "unaligned DMA write length");
-        let len = buf.len();
-        // Shared with the reactor for the write, so the buffer comes back for reuse.
-        let buf = std::rc::Rc::new(buf);
-        let written = self
-            .file
-            .write_rc_at(buf.clone(), pos)
-            .await
-            .map_err(|e| io_err(&self.path, e))?;
-        if let Ok(buf) = std::rc::Rc::try_unwrap(buf) {
-            give_back(buf);
-        }
-        if written != len {
-            return Err(Error::io(
-                &self.path,
-                std::io::Error::other(format!("short DMA write: {written} of {len} bytes")),
-            ));
-        }
-        Ok(())
+        self.write_dma(buf, pos, false).await
+    }
+
+    async fn write_at_durable(&self, buf: DmaBuffer, pos: u64) -> Result<()> {
+        self.write_dma(buf, pos, true).await
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> Result<Vec<u8>> {

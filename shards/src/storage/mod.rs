@@ -76,6 +76,14 @@ pub trait StorageFile: 'static {
     /// Writes the whole buffer at `pos` (both block-aligned). On a file from
     /// [`Storage::open_dsync`] the write is durable when this returns.
     async fn write_at(&self, buf: Self::Buf, pos: u64) -> Result<()>;
+    /// As `write_at`, and durable when this returns, with every write of this file
+    /// completed before it (Linux: `RWF_DSYNC` on this one write — generic_write_sync after
+    /// it completes, a datasync of the file ending in a device cache flush). One operation
+    /// where `write_at` + `fdatasync` are two.
+    async fn write_at_durable(&self, buf: Self::Buf, pos: u64) -> Result<()> {
+        self.write_at(buf, pos).await?;
+        self.fdatasync().await
+    }
     /// Whether writes are durable on completion (the file came from `open_dsync`).
     fn writes_are_durable(&self) -> bool {
         false

@@ -136,7 +136,8 @@ pub struct SimStats {
     pub bytes_written: u64,
     pub fdatasyncs: u64,
     pub dir_syncs: u64,
-    /// Writes through files opened with `open_dsync` (each durable on completion).
+    /// Writes durable on completion: through files opened with `open_dsync`, or
+    /// `write_at_durable`.
     pub dsync_writes: u64,
     /// Shared device flushes (`flush_device`), also counted in `fdatasyncs`.
     pub device_flushes: u64,
@@ -511,6 +512,29 @@ pub struct SimStorageFile {
 }
 
 impl SimStorageFile {
+    /// One write; durable on completion (with the file's earlier writes) if `dsync`.
+    async fn write_sim(&self, buf: Vec<u8>, pos: u64, dsync: bool) -> Result<()> {
+        assert_eq!(pos % BLOCK_BYTES as u64, 0, "unaligned write position");
+        assert_eq!(buf.len() % BLOCK_BYTES, 0, "unaligned write length");
+        // Let other tasks run, as a real write would, so appends can pile up behind it.
+        futures_lite::future::yield_now().await;
+        let len = buf.len() as u64;
+        self.with_file(true, |f| {
+            let op = Op::Write { pos, bytes: buf };
+            f.apply_current(&op);
+            if dsync {
+                f.sync();
+            } else {
+                f.unsynced.push(op);
+            }
+        })?;
+        let mut st = self.state.borrow_mut();
+        st.stats.writes += 1;
+        st.stats.bytes_written += len;
+        st.stats.dsync_writes += u64::from(dsync);
+        Ok(())
+    }
+
     fn with_file<T>(&self, tick: bool, f: impl FnOnce(&mut FileNode) -> T) -> Result<T> {
         let mut st = self.state.borrow_mut();
         if tick {
@@ -534,26 +558,13 @@ impl StorageFile for SimStorageFile {
     }
 
     async fn write_at(&self, buf: Vec<u8>, pos: u64) -> Result<()> {
-        assert_eq!(pos % BLOCK_BYTES as u64, 0, "unaligned write position");
-        assert_eq!(buf.len() % BLOCK_BYTES, 0, "unaligned write length");
-        // Let other tasks run, as a real write would, so appends can pile up behind it.
-        futures_lite::future::yield_now().await;
-        let len = buf.len() as u64;
-        let dsync = self.dsync;
-        self.with_file(true, |f| {
-            let op = Op::Write { pos, bytes: buf };
-            f.apply_current(&op);
-            if dsync {
-                f.sync();
-            } else {
-                f.unsynced.push(op);
-            }
-        })?;
-        let mut st = self.state.borrow_mut();
-        st.stats.writes += 1;
-        st.stats.bytes_written += len;
-        st.stats.dsync_writes += u64::from(dsync);
-        Ok(())
+        self.write_sim(buf, pos, self.dsync).await
+    }
+
+    /// Modelled as a write through an `open_dsync` file: the write, then a sync of the
+    /// whole file (what Linux's generic_write_sync after an `RWF_DSYNC` write amounts to).
+    async fn write_at_durable(&self, buf: Vec<u8>, pos: u64) -> Result<()> {
+        self.write_sim(buf, pos, true).await
     }
 
     fn writes_are_durable(&self) -> bool {

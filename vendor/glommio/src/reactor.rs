@@ -328,6 +328,7 @@ impl Reactor {
         buf: DmaSource,
         pos: u64,
         pollable: PollableStatus,
+        dsync: bool,
     ) -> Source {
         let stats = StatsCollection {
             fulfilled: Some(|result, stats, op_count| {
@@ -345,7 +346,7 @@ impl Reactor {
             SourceType::Write(pollable, IoBuffer::DmaSource(buf)),
             Some(stats),
         );
-        self.sys.write_dma(&source, pos);
+        self.sys.write_dma(&source, pos, dsync);
         source
     }
 

@@ -308,6 +308,7 @@ impl DmaFile {
             DmaSource::Owned(buf),
             pos,
             self.pollable,
+            false,
         );
         enhanced_try!(source.collect_rw().await, "Writing", self.file).map_err(Into::into)
     }
@@ -368,6 +369,22 @@ impl DmaFile {
             DmaSource::Shared(buf),
             pos,
             self.pollable,
+            false,
+        );
+        enhanced_try!(source.collect_rw().await, "Writing", self.file).map_err(Into::into)
+    }
+
+    /// RIPTIDE-PATCH (session 11): as [`DmaFile::write_rc_at`], with `RWF_DSYNC` on this one
+    /// write: it completes once it is durable (with the file's metadata it needs), as if
+    /// the file were open with `O_DSYNC` — one operation where a write and an `fdatasync`
+    /// are two (and the fdatasync an io_uring worker hand-off).
+    pub async fn write_rc_at_dsync(&self, buf: Rc<DmaBuffer>, pos: u64) -> Result<usize> {
+        let source = self.file.reactor.upgrade().unwrap().write_dma(
+            self.as_raw_fd(),
+            DmaSource::Shared(buf),
+            pos,
+            self.pollable,
+            true,
         );
         enhanced_try!(source.collect_rw().await, "Writing", self.file).map_err(Into::into)
     }

@@ -61,6 +61,8 @@ enum UringOpDescriptor {
     Cancel(u64),
     Write(*const u8, usize, u64),
     WriteFixed(*const u8, usize, u64, u32),
+    // RIPTIDE-PATCH (session 11): a write (fixed buffer if `Some`) with RWF_DSYNC.
+    WriteDsync(*const u8, usize, u64, Option<u32>),
     ReadFixed(u64, usize),
     Read(u64, usize),
     Open(*const u8, libc::c_int, u32),
@@ -377,6 +379,16 @@ fn fill_sqe<F>(
             UringOpDescriptor::WriteFixed(ptr, len, pos, buf_index) => {
                 let buf = std::slice::from_raw_parts(ptr, len);
                 sqe.prep_write_fixed(op.fd, buf, pos, buf_index as _);
+            }
+
+            UringOpDescriptor::WriteDsync(ptr, len, pos, buf_index) => {
+                let buf = std::slice::from_raw_parts(ptr, len);
+                match buf_index {
+                    Some(index) => sqe.prep_write_fixed(op.fd, buf, pos, index as _),
+                    None => sqe.prep_write(op.fd, buf, pos),
+                }
+                // After the prep, which clears the flags word.
+                sqe.raw_mut().cmd_flags.rw_flags = libc::RWF_DSYNC;
             }
 
             UringOpDescriptor::SockSend(ptr, len, flags) => {
@@ -1421,8 +1433,16 @@ impl Reactor {
         poll_ring.alloc_dma_buffer(size)
     }
 
-    pub(crate) fn write_dma(&self, source: &Source, pos: u64) {
+    pub(crate) fn write_dma(&self, source: &Source, pos: u64, dsync: bool) {
         let op = match &*source.source_type() {
+            // RIPTIDE-PATCH (session 11): per-write RWF_DSYNC.
+            SourceType::Write(
+                PollableStatus::NonPollable(DirectIo::Disabled),
+                IoBuffer::DmaSource(buf),
+            ) if dsync => UringOpDescriptor::WriteDsync(buf.as_ptr(), buf.len(), pos, None),
+            SourceType::Write(_, IoBuffer::DmaSource(buf)) if dsync => {
+                UringOpDescriptor::WriteDsync(buf.as_ptr(), buf.len(), pos, buf.uring_buffer_id())
+            }
             SourceType::Write(
                 PollableStatus::NonPollable(DirectIo::Disabled),
                 IoBuffer::DmaSource(buf),
