@@ -452,14 +452,14 @@ fn zero_fill_threshold_defaults_to_128_kib_and_can_be_turned_off() {
 }
 
 #[test]
-fn dsync_steps_default_to_64_kib_and_reach_the_log_config() {
+fn dsync_steps_default_to_256_kib_and_reach_the_log_config() {
     let log_config = |text: &str| {
         crate::broker::settings::BrokerSettings::from_config(broker(text))
             .unwrap()
             .log_config(&Default::default())
     };
-    assert_eq!(broker("").log_dsync_step_bytes_max(), 64 << 10);
-    assert_eq!(log_config("").dsync_step_bytes_max, 64 << 10);
+    assert_eq!(broker("").log_dsync_step_bytes_max(), 256 << 10);
+    assert_eq!(log_config("").dsync_step_bytes_max, 256 << 10);
     assert_eq!(
         log_config("riptide.log.dsync.step.bytes.max=0").dsync_step_bytes_max,
         0
