@@ -318,6 +318,7 @@ fn power_cut_cases_exercise_dsync_writes_and_fdatasyncs() {
         for dsync_writes in [true, false] {
             let config = LogConfig {
                 dsync_writes,
+                dsync_step_bytes_max: 0,
                 ..LogConfig::default()
             };
             let s = SimStorage::new();

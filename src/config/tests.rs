@@ -461,6 +461,11 @@ fn dsync_steps_default_to_256_kib_and_reach_the_log_config() {
     assert_eq!(broker("").log_dsync_step_bytes_max(), 256 << 10);
     assert_eq!(log_config("").dsync_step_bytes_max, 256 << 10);
     assert_eq!(
+        shards::log::LogConfig::default().dsync_step_bytes_max,
+        256 << 10,
+        "the broker default and the engine default must agree"
+    );
+    assert_eq!(
         log_config("riptide.log.dsync.step.bytes.max=0").dsync_step_bytes_max,
         0
     );

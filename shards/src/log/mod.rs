@@ -142,7 +142,7 @@ impl Default for LogConfig {
             preallocate_step_min_bytes: 1 << 20,
             preallocate_step_max_bytes: 32 << 20,
             dsync_writes: false,
-            dsync_step_bytes_max: 0,
+            dsync_step_bytes_max: 256 << 10,
             shared_syncs: false,
             zero_fill_sync_bytes_max: 128 << 10,
             write_linger_ms: 0,
