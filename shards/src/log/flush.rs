@@ -296,11 +296,11 @@ impl<S: Storage> Log<S> {
             (file, seg.size, seg.written, dsync_step)
         };
         // Each write through an O_DSYNC file is durable on completion: it streams as under
-        // `none`. Otherwise `always` bounds the step so that its fdatasync comes promptly.
-        // A small step written with RWF_DSYNC is one bounded, durable write.
-        let durable_writes = file.writes_are_durable() || dsync_step;
-        let always = self.config.flush_policy == FlushPolicy::Always
-            && (!file.writes_are_durable() || dsync_step);
+        // `none`. Otherwise `always` bounds the step so that its fdatasync comes promptly;
+        // a small step written with RWF_DSYNC is one such bounded step, durable by itself.
+        let dsync_file = file.writes_are_durable();
+        let durable_writes = dsync_file || dsync_step;
+        let always = self.config.flush_policy == FlushPolicy::Always && !dsync_file;
         let _dsync_guard = dsync_step.then(|| self.budgets.dsync_write_started());
         let first_submitted = submitted;
         let mut queue: VecDeque<Chunk> = VecDeque::new();

@@ -320,8 +320,6 @@ impl ShardBudgets {
         })
     }
 
-    /// Waits for one of the shard's fdatasync slots (FIFO); the slot is held while the
-    /// permit lives.
     /// No fdatasync, shared device flush or durable write runs on the shard.
     fn syncs_idle(&self) -> bool {
         self.sync_slots.available() as usize == self.syncs_in_flight_max
@@ -336,6 +334,8 @@ impl ShardBudgets {
         DsyncWriteRunning(self)
     }
 
+    /// Waits for one of the shard's fdatasync slots (FIFO); the slot is held while the
+    /// permit lives.
     async fn sync_slot(&self) -> glommio::sync::Permit<'_> {
         self.sync_slots
             .acquire_permit(1)

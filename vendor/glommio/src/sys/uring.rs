@@ -1434,24 +1434,21 @@ impl Reactor {
     }
 
     pub(crate) fn write_dma(&self, source: &Source, pos: u64, dsync: bool) {
-        let op = match &*source.source_type() {
-            // RIPTIDE-PATCH (session 11): per-write RWF_DSYNC.
+        let (ptr, len, fixed) = match &*source.source_type() {
             SourceType::Write(
                 PollableStatus::NonPollable(DirectIo::Disabled),
                 IoBuffer::DmaSource(buf),
-            ) if dsync => UringOpDescriptor::WriteDsync(buf.as_ptr(), buf.len(), pos, None),
-            SourceType::Write(_, IoBuffer::DmaSource(buf)) if dsync => {
-                UringOpDescriptor::WriteDsync(buf.as_ptr(), buf.len(), pos, buf.uring_buffer_id())
+            ) => (buf.as_ptr(), buf.len(), None),
+            SourceType::Write(_, IoBuffer::DmaSource(buf)) => {
+                (buf.as_ptr(), buf.len(), buf.uring_buffer_id())
             }
-            SourceType::Write(
-                PollableStatus::NonPollable(DirectIo::Disabled),
-                IoBuffer::DmaSource(buf),
-            ) => UringOpDescriptor::Write(buf.as_ptr(), buf.len(), pos),
-            SourceType::Write(_, IoBuffer::DmaSource(buf)) => match buf.uring_buffer_id() {
-                Some(id) => UringOpDescriptor::WriteFixed(buf.as_ptr(), buf.len(), pos, id),
-                None => UringOpDescriptor::Write(buf.as_ptr(), buf.len(), pos),
-            },
             x => panic!("Unexpected source type for write: {:?}", x),
+        };
+        // RIPTIDE-PATCH (session 11): per-write RWF_DSYNC.
+        let op = match (dsync, fixed) {
+            (true, fixed) => UringOpDescriptor::WriteDsync(ptr, len, pos, fixed),
+            (false, Some(id)) => UringOpDescriptor::WriteFixed(ptr, len, pos, id),
+            (false, None) => UringOpDescriptor::Write(ptr, len, pos),
         };
         queue_request_into_ring(
             &mut *self.ring_for_source(source),
