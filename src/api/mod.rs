@@ -75,6 +75,9 @@ impl Handler for Api {
                 .map(|p| format!("/{}", p.ip()))
                 .unwrap_or_default(),
         };
+        // The header's strings point into the frame: gone before the body is handled, so
+        // that a produce handler can take the frame back (`produce::reclaim_batches`).
+        drop(header);
         dispatch(ctx, body, client).await
     }
 }
@@ -97,7 +100,10 @@ async fn dispatch(ctx: Ctx, body: Bytes, client: groups::Client) -> Reply {
             ctx,
             &metadata::handle(ctx, decode!(MetadataRequest)).await,
         )),
-        ApiKey::Produce => produce::handle(ctx, decode!(ProduceRequest)).await,
+        ApiKey::Produce => {
+            let req = decode!(ProduceRequest);
+            produce::handle(ctx, req, body).await
+        }
         ApiKey::Fetch => fetch::handle(ctx, decode!(FetchRequest)).await,
         ApiKey::ListOffsets => Reply::Ready(encode(
             ctx,

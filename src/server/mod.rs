@@ -248,16 +248,45 @@ async fn read_frame<R: futures::AsyncRead + Unpin>(
             }
             if buf.len() >= total {
                 buf.advance(4);
-                return Ok(Some((buf.split_to(size as usize).freeze(), permit)));
+                let frame = buf.split_to(size as usize);
+                if buf.is_empty() && size as usize > FRAME_BYTES_OWNED_MIN {
+                    // The frame keeps its allocation alone, so a produce handler can take
+                    // its batches back as mutable buffers and patch them in place instead
+                    // of copying them (`produce::reclaim_batches`).
+                    *buf = BytesMut::new();
+                }
+                return Ok(Some((frame.freeze(), permit)));
             }
             // Room for the rest of this frame at once: reads then fill it in large steps.
-            buf.reserve(total - buf.len());
+            // A large frame gets exactly its size (it leaves in an allocation of its own),
+            // a small one room for the frames after it as well.
+            let need = total - buf.len();
+            if buf.capacity() - buf.len() < need {
+                buf.reserve(if total > FRAME_BYTES_OWNED_MIN {
+                    need
+                } else {
+                    need.max(READ_CHUNK_BYTES)
+                });
+            }
+        } else if buf.capacity() == 0 {
+            // Fresh after a large frame left with the allocation: read little more than the
+            // size prefix first, so the next large frame's allocation is sized exactly and
+            // never grown (a grown one is a copy of what was read so far).
+            buf.reserve(4);
         } else if buf.capacity() - buf.len() < READ_CHUNK_BYTES_MIN {
             buf.reserve(READ_CHUNK_BYTES);
         }
         let len = buf.len();
         // Zero (initialise) only the part this read may fill, never the whole reservation.
-        let chunk = (buf.capacity() - len).clamp(1, READ_CHUNK_BYTES_MAX);
+        // A large frame's reads stop at its end: the next frame's first bytes would share
+        // (and pin) its allocation.
+        let frame_left = match frame_total(buf) {
+            Some(total) if total > FRAME_BYTES_OWNED_MIN => total - len,
+            _ => usize::MAX,
+        };
+        let chunk = (buf.capacity() - len)
+            .min(frame_left)
+            .clamp(1, READ_CHUNK_BYTES_MAX);
         if let Some((ptr, end)) = zeroed {
             if ptr == buf.as_ptr() && end > len {
                 // SAFETY: same allocation, same start (a reallocation or a move of the
@@ -289,6 +318,18 @@ async fn read_frame<R: futures::AsyncRead + Unpin>(
         }
     }
 }
+
+/// The size (prefix included) of the frame at the start of `buf`, once its prefix is
+/// there and valid. Pure.
+fn frame_total(buf: &[u8]) -> Option<usize> {
+    let prefix: [u8; 4] = buf.get(..4)?.try_into().ok()?;
+    usize::try_from(i32::from_be_bytes(prefix))
+        .ok()
+        .map(|n| n + 4)
+}
+
+/// Frames larger than this are read into an allocation of their own (see `read_frame`).
+const FRAME_BYTES_OWNED_MIN: usize = 16 * 1024;
 
 /// Read sizes: small frames arrive in 64 KiB reads; a large frame's body in up to 1 MiB.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -328,6 +369,55 @@ mod tests {
             self.at += n;
             std::task::Poll::Ready(Ok(n))
         }
+    }
+
+    /// A producer's stream of large frames: after the first, each frame comes back alone
+    /// in an allocation of its own size (nothing of the next frame read into it, never
+    /// grown), so a produce handler can take its batches back without a copy.
+    #[test]
+    fn large_frames_after_a_large_frame_own_an_exact_allocation() {
+        glommio::LocalExecutor::default().run(async {
+            let mut rng = Rng(11);
+            let sizes: Vec<usize> = (0..60)
+                .map(|_| rng.range(FRAME_BYTES_OWNED_MIN as u64 + 1, 1_500_000) as usize)
+                .collect();
+            let mut wire = Vec::new();
+            for (i, &n) in sizes.iter().enumerate() {
+                wire.extend_from_slice(&(n as i32).to_be_bytes());
+                wire.extend((0..n).map(|j| (i * 7 + j) as u8));
+            }
+            let mut reader = Trickle {
+                bytes: wire,
+                at: 0,
+                rng: Rng(12),
+            };
+            let budget = RequestBudget {
+                semaphore: Rc::new(Semaphore::new(1 << 30)),
+                total_bytes: 1 << 30,
+            };
+            let mut buf = BytesMut::with_capacity(64 * 1024);
+            for (i, &n) in sizes.iter().enumerate() {
+                let (frame, _permit) = read_frame(&mut reader, &mut buf, 4 << 20, &budget)
+                    .await
+                    .unwrap()
+                    .expect("a frame");
+                assert_eq!(frame.len(), n, "frame {i}");
+                assert!(frame
+                    .iter()
+                    .enumerate()
+                    .all(|(j, &b)| b == (i * 7 + j) as u8));
+                if i == 0 {
+                    continue;
+                }
+                let owned = frame.try_into_mut();
+                assert!(
+                    owned.is_ok(),
+                    "frame {i} of {n} bytes shares its allocation"
+                );
+                let spare = owned.unwrap().capacity() - n;
+                assert!(spare <= 8, "frame {i} of {n} bytes: {spare} spare bytes");
+            }
+        });
     }
 
     /// Frames of every size class come back whole and in order, whatever the read sizes
