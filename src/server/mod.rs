@@ -297,16 +297,22 @@ async fn read_frame<R: futures::AsyncRead + Unpin>(
         let chunk = (buf.capacity() - len)
             .min(frame_left)
             .clamp(1, READ_CHUNK_BYTES_MAX);
-        let received = fd.map(|fd| recv_into_spare(fd, buf, chunk));
+        // Straight into uninitialised memory only inside a large frame: small requests
+        // (a latency load's) park in glommio's read at once, as they always did, without
+        // a failed `recv` of our own first.
+        let large = frame_left != usize::MAX;
+        let received = fd
+            .filter(|_| large)
+            .map(|fd| recv_into_spare(fd, buf, chunk));
         let n = match received {
             Some(Ok(n)) => n,
             Some(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Some(Err(e)) if e.kind() != std::io::ErrorKind::WouldBlock => return Err(e),
             _ => {
-                // Nothing to read yet (or no descriptor): park in glommio's read, which
+                // Nothing to read yet, a small frame, or no descriptor: glommio's read, which
                 // also keeps the idle timeout. Its buffer must be initialised: with a
                 // descriptor, a small window (the rest follows through `recv_into_spare`).
-                let chunk = if fd.is_some() {
+                let chunk = if fd.is_some() && large {
                     chunk.min(PARKED_READ_BYTES)
                 } else {
                     chunk
