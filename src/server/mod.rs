@@ -443,11 +443,7 @@ mod tests {
                     _ => rng.range(FRAME_BYTES_OWNED_MIN as u64 + 1, 600_000) as usize,
                 })
                 .collect();
-            let mut wire = Vec::new();
-            for (i, &n) in sizes.iter().enumerate() {
-                wire.extend_from_slice(&(n as i32).to_be_bytes());
-                wire.extend((0..n).map(|j| (i * 3 + j) as u8));
-            }
+            let wire = frames_wire(&sizes, 3);
             let listener = glommio::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap();
             let writer = glommio::spawn_local(async move {
@@ -469,39 +465,13 @@ mod tests {
             let stream = listener.accept().await.unwrap();
             let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
             let (mut reader, _w) = stream.split();
-            let budget = RequestBudget {
-                semaphore: Rc::new(Semaphore::new(1 << 30)),
-                total_bytes: 1 << 30,
-            };
-            let mut buf = BytesMut::with_capacity(64 * 1024);
-            for (i, &n) in sizes.iter().enumerate() {
-                let (frame, _permit) =
-                    read_frame(&mut reader, Some(fd), &mut buf, 4 << 20, &budget)
-                        .await
-                        .unwrap()
-                        .expect("a frame");
-                assert_eq!(frame.len(), n, "frame {i}");
-                assert!(frame
-                    .iter()
-                    .enumerate()
-                    .all(|(j, &b)| b == (i * 3 + j) as u8));
+            read_back(&mut reader, Some(fd), &sizes, 3, |i, n, frame| {
                 if i >= 62 {
-                    let owned = frame.try_into_mut();
-                    assert!(
-                        owned.is_ok(),
-                        "frame {i} of {n} bytes shares its allocation"
-                    );
-                    let spare = owned.unwrap().capacity() - n;
-                    assert!(spare <= 8, "frame {i} of {n} bytes: {spare} spare bytes");
+                    assert_owned_exactly(i, n, frame);
                 }
-            }
+            })
+            .await;
             writer.await;
-            assert!(
-                read_frame(&mut reader, Some(fd), &mut buf, 4 << 20, &budget)
-                    .await
-                    .unwrap()
-                    .is_none()
-            );
         });
     }
 
@@ -515,43 +485,92 @@ mod tests {
             let sizes: Vec<usize> = (0..60)
                 .map(|_| rng.range(FRAME_BYTES_OWNED_MIN as u64 + 1, 1_500_000) as usize)
                 .collect();
-            let mut wire = Vec::new();
-            for (i, &n) in sizes.iter().enumerate() {
-                wire.extend_from_slice(&(n as i32).to_be_bytes());
-                wire.extend((0..n).map(|j| (i * 7 + j) as u8));
-            }
-            let mut reader = Trickle {
-                bytes: wire,
-                at: 0,
-                rng: Rng(12),
-            };
-            let budget = RequestBudget {
-                semaphore: Rc::new(Semaphore::new(1 << 30)),
-                total_bytes: 1 << 30,
-            };
-            let mut buf = BytesMut::with_capacity(64 * 1024);
-            for (i, &n) in sizes.iter().enumerate() {
-                let (frame, _permit) = read_frame(&mut reader, None, &mut buf, 4 << 20, &budget)
-                    .await
-                    .unwrap()
-                    .expect("a frame");
-                assert_eq!(frame.len(), n, "frame {i}");
-                assert!(frame
-                    .iter()
-                    .enumerate()
-                    .all(|(j, &b)| b == (i * 7 + j) as u8));
-                if i == 0 {
-                    continue;
+            read_trickled(&sizes, 7, 12, |i, n, frame| {
+                if i > 0 {
+                    assert_owned_exactly(i, n, frame);
                 }
-                let owned = frame.try_into_mut();
-                assert!(
-                    owned.is_ok(),
-                    "frame {i} of {n} bytes shares its allocation"
-                );
-                let spare = owned.unwrap().capacity() - n;
-                assert!(spare <= 8, "frame {i} of {n} bytes: {spare} spare bytes");
-            }
+            })
+            .await;
         });
+    }
+
+    /// Size-prefixed frames of `sizes`; byte `j` of frame `i` is `i * salt + j`.
+    fn frames_wire(sizes: &[usize], salt: usize) -> Vec<u8> {
+        let mut wire = Vec::new();
+        for (i, &n) in sizes.iter().enumerate() {
+            wire.extend_from_slice(&(n as i32).to_be_bytes());
+            wire.extend((0..n).map(|j| (i * salt + j) as u8));
+        }
+        wire
+    }
+
+    /// Whether `frame` is frame `i` of `frames_wire(.., salt)`, whole.
+    fn frame_is(frame: &[u8], i: usize, n: usize, salt: usize) -> bool {
+        frame.len() == n
+            && frame
+                .iter()
+                .enumerate()
+                .all(|(j, &b)| b == (i * salt + j) as u8)
+    }
+
+    /// Reads `frames_wire(sizes, salt)` back through `read_frame` in reads of random
+    /// sizes (see `read_back`).
+    async fn read_trickled(
+        sizes: &[usize],
+        salt: usize,
+        seed: u64,
+        check: impl FnMut(usize, usize, Bytes),
+    ) {
+        let mut reader = Trickle {
+            bytes: frames_wire(sizes, salt),
+            at: 0,
+            rng: Rng(seed),
+        };
+        read_back(&mut reader, None, sizes, salt, check).await;
+    }
+
+    /// Reads frames `sizes` of `frames_wire(.., salt)` from `reader`: each must come back
+    /// whole and in order (then goes to `check`), and the stream must end cleanly after
+    /// the last.
+    async fn read_back<R: futures::AsyncRead + Unpin>(
+        reader: &mut R,
+        fd: Option<RawFd>,
+        sizes: &[usize],
+        salt: usize,
+        mut check: impl FnMut(usize, usize, Bytes),
+    ) {
+        let budget = test_budget();
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        for (i, &n) in sizes.iter().enumerate() {
+            let (frame, _permit) = read_frame(reader, fd, &mut buf, 4 << 20, &budget)
+                .await
+                .unwrap()
+                .expect("a frame");
+            assert!(frame_is(&frame, i, n, salt), "frame {i}");
+            check(i, n, frame);
+        }
+        assert!(read_frame(reader, fd, &mut buf, 4 << 20, &budget)
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    /// Frame `i` (of `n` bytes) is alone in an allocation of its size.
+    fn assert_owned_exactly(i: usize, n: usize, frame: Bytes) {
+        let owned = frame.try_into_mut();
+        assert!(
+            owned.is_ok(),
+            "frame {i} of {n} bytes shares its allocation"
+        );
+        let spare = owned.unwrap().capacity() - n;
+        assert!(spare <= 8, "frame {i} of {n} bytes: {spare} spare bytes");
+    }
+
+    fn test_budget() -> RequestBudget {
+        RequestBudget {
+            semaphore: Rc::new(Semaphore::new(1 << 30)),
+            total_bytes: 1 << 30,
+        }
     }
 
     /// Frames of every size class come back whole and in order, whatever the read sizes
@@ -568,33 +587,7 @@ mod tests {
                     _ => rng.range(1, 2_000_000) as usize,
                 })
                 .collect();
-            let mut wire = Vec::new();
-            for (i, &n) in sizes.iter().enumerate() {
-                wire.extend_from_slice(&(n as i32).to_be_bytes());
-                wire.extend((0..n).map(|j| (i + j) as u8));
-            }
-            let mut reader = Trickle {
-                bytes: wire,
-                at: 0,
-                rng: Rng(8),
-            };
-            let budget = RequestBudget {
-                semaphore: Rc::new(Semaphore::new(1 << 30)),
-                total_bytes: 1 << 30,
-            };
-            let mut buf = BytesMut::with_capacity(64 * 1024);
-            for (i, &n) in sizes.iter().enumerate() {
-                let (frame, _permit) = read_frame(&mut reader, None, &mut buf, 4 << 20, &budget)
-                    .await
-                    .unwrap()
-                    .expect("a frame");
-                assert_eq!(frame.len(), n, "frame {i}");
-                assert!(frame.iter().enumerate().all(|(j, &b)| b == (i + j) as u8));
-            }
-            assert!(read_frame(&mut reader, None, &mut buf, 4 << 20, &budget)
-                .await
-                .unwrap()
-                .is_none());
+            read_trickled(&sizes, 1, 8, |_, _, _| {}).await;
         });
     }
 }
