@@ -345,15 +345,24 @@ const PRODUCER_SNAPSHOT_INTERVAL_MS: u64 = 30_000;
 /// under a librdkafka produce load with 1 MB batches the broker's RSS settled near twice
 /// its tail-cache budget (1.06 GiB vs 0.55 GiB) — memory that no budget accounts for.
 /// With this, RSS stays at the budget, for about 3% of CPU at that load (BENCHMARKS.md).
+/// Only after `MALLOC_TRIM_FRAME_BYTES_MIN` of such frames: a load of small requests never
+/// pays a trim (and the page faults of re-touching what it gave back).
 async fn return_free_memory() {
+    let mut trimmed_at = 0;
     loop {
         glommio::timer::sleep(std::time::Duration::from_millis(MALLOC_TRIM_INTERVAL_MS)).await;
+        let owned = crate::server::owned_frame_bytes();
+        if owned - trimmed_at < MALLOC_TRIM_FRAME_BYTES_MIN {
+            continue;
+        }
+        trimmed_at = owned;
         // SAFETY: malloc_trim only takes the allocator's own locks.
         unsafe { libc::malloc_trim(0) };
     }
 }
 
 const MALLOC_TRIM_INTERVAL_MS: u64 = 1000;
+const MALLOC_TRIM_FRAME_BYTES_MIN: u64 = 64 << 20;
 
 async fn maintenance(settings: Arc<BrokerSettings>) {
     let retention_every_ms = settings.config.log_retention_check_interval_ms().max(1) as u64;

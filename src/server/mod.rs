@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -263,6 +263,7 @@ async fn read_frame<R: futures::AsyncRead + Unpin>(
                     // its batches back as mutable buffers and patch them in place instead
                     // of copying them (`produce::reclaim_batches`).
                     *buf = BytesMut::new();
+                    OWNED_FRAME_BYTES.fetch_add(size as u64, Ordering::Relaxed);
                 }
                 return Ok(Some((frame.freeze(), permit)));
             }
@@ -384,6 +385,14 @@ fn frame_total(buf: &[u8]) -> Option<usize> {
     usize::try_from(i32::from_be_bytes(prefix))
         .ok()
         .map(|n| n + 4)
+}
+
+/// Bytes of frames that left `read_frame` in allocations of their own, on all shards:
+/// what the allocator may keep mapped after they are freed (`broker::return_free_memory`).
+static OWNED_FRAME_BYTES: AtomicU64 = AtomicU64::new(0);
+
+pub fn owned_frame_bytes() -> u64 {
+    OWNED_FRAME_BYTES.load(Ordering::Relaxed)
 }
 
 /// Frames larger than this are read into an allocation of their own (see `read_frame`).
