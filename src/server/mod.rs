@@ -240,6 +240,8 @@ async fn read_frame<R: futures::AsyncRead + Unpin>(
     // broker's CPU.
     let mut zeroed: Option<(*const u8, usize)> = None;
     loop {
+        // The size (prefix included) of the frame being read, once known, if it is large.
+        let mut large_total = None;
         if buf.len() >= 4 {
             let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
             if size < 0 || size as usize > request_bytes_max {
@@ -249,6 +251,7 @@ async fn read_frame<R: futures::AsyncRead + Unpin>(
                 ));
             }
             let total = 4 + size as usize;
+            let large = size as usize > FRAME_BYTES_OWNED_MIN;
             if permit.is_none() && size as usize > FRAME_BYTES_UNBUDGETED_MAX {
                 // Never ask for more than the whole budget: that would wait forever.
                 let units = (size as u64).min(budget.total_bytes);
@@ -258,7 +261,7 @@ async fn read_frame<R: futures::AsyncRead + Unpin>(
             if buf.len() >= total {
                 buf.advance(4);
                 let frame = buf.split_to(size as usize);
-                if buf.is_empty() && size as usize > FRAME_BYTES_OWNED_MIN {
+                if buf.is_empty() && large {
                     // The frame keeps its allocation alone, so a produce handler can take
                     // its batches back as mutable buffers and patch them in place instead
                     // of copying them (`produce::reclaim_batches`).
@@ -272,12 +275,13 @@ async fn read_frame<R: futures::AsyncRead + Unpin>(
             // a small one room for the frames after it as well.
             let need = total - buf.len();
             if buf.capacity() - buf.len() < need {
-                buf.reserve(if total > FRAME_BYTES_OWNED_MIN {
+                buf.reserve(if large {
                     need
                 } else {
                     need.max(READ_CHUNK_BYTES)
                 });
             }
+            large_total = large.then_some(total);
         } else if buf.capacity() < PREFIX_BUF_BYTES_MAX {
             // Fresh after a large frame left with the allocation: read little more than the
             // size prefix first (in as many reads as it takes), so the next large frame's
@@ -291,17 +295,13 @@ async fn read_frame<R: futures::AsyncRead + Unpin>(
         // Zero (initialise) only the part this read may fill, never the whole reservation.
         // A large frame's reads stop at its end: the next frame's first bytes would share
         // (and pin) its allocation.
-        let frame_left = match frame_total(buf) {
-            Some(total) if total > FRAME_BYTES_OWNED_MIN => total - len,
-            _ => usize::MAX,
-        };
         let chunk = (buf.capacity() - len)
-            .min(frame_left)
+            .min(large_total.map_or(usize::MAX, |total| total - len))
             .clamp(1, READ_CHUNK_BYTES_MAX);
         // Straight into uninitialised memory only inside a large frame: small requests
         // (a latency load's) park in glommio's read at once, as they always did, without
         // a failed `recv` of our own first.
-        let large = frame_left != usize::MAX;
+        let large = large_total.is_some();
         let received = fd
             .filter(|_| large)
             .map(|fd| recv_into_spare(fd, buf, chunk));
@@ -377,15 +377,6 @@ const PREFIX_BUF_BYTES_MAX: usize = 16;
 
 /// The window of a read that parks in glommio until the socket is readable.
 const PARKED_READ_BYTES: usize = 4096;
-
-/// The size (prefix included) of the frame at the start of `buf`, once its prefix is
-/// there and valid. Pure.
-fn frame_total(buf: &[u8]) -> Option<usize> {
-    let prefix: [u8; 4] = buf.get(..4)?.try_into().ok()?;
-    usize::try_from(i32::from_be_bytes(prefix))
-        .ok()
-        .map(|n| n + 4)
-}
 
 /// Bytes of frames that left `read_frame` in allocations of their own, on all shards:
 /// what the allocator may keep mapped after they are freed (`broker::return_free_memory`).
