@@ -21,8 +21,6 @@ use tracing::{info, warn};
 use crate::cluster::ClusterView;
 pub use settings::BrokerSettings;
 
-/// Recent batches kept in memory per shard, so caught-up readers never touch the disk.
-const TAIL_CACHE_BYTES_PER_SHARD: usize = 256 << 20;
 /// Appended but not yet written bytes per shard before producers are held back.
 const IN_FLIGHT_BYTES_PER_SHARD: usize = 64 << 20;
 
@@ -202,6 +200,7 @@ pub fn run(settings: BrokerSettings) -> anyhow::Result<()> {
         node_id = settings.node_id.0,
         shards = settings.shard_count,
         data_dir = %settings.data_dir.display(),
+        tail_cache_mib_per_shard = settings.tail_cache_bytes_per_shard >> 20,
         "starting"
     );
     std::fs::create_dir_all(&settings.data_dir)?;
@@ -266,7 +265,7 @@ async fn shard_main(
         storage,
         clock: Rc::new(shards::clock::SystemClock),
         budgets: shards::log::ShardBudgets::new(
-            TAIL_CACHE_BYTES_PER_SHARD,
+            settings.tail_cache_bytes_per_shard,
             IN_FLIGHT_BYTES_PER_SHARD,
         ),
     };
@@ -343,7 +342,8 @@ const PRODUCER_SNAPSHOT_INTERVAL_MS: u64 = 30_000;
 /// Large produce frames live in allocations of their own (`server::read_frame`), freed
 /// when their batches leave the tail cache; glibc keeps such freed memory mapped, and
 /// under a librdkafka produce load with 1 MB batches the broker's RSS settled near twice
-/// its tail-cache budget (1.06 GiB vs 0.55 GiB) — memory that no budget accounts for.
+/// its tail-cache budget (1.06 GiB vs 0.55 GiB with 256 MiB per shard) — memory that no
+/// budget accounts for.
 /// With this, RSS stays at the budget, for about 3% of CPU at that load (BENCHMARKS.md).
 /// Only after `MALLOC_TRIM_FRAME_BYTES_MIN` of such frames: a load of small requests never
 /// pays a trim (and the page faults of re-touching what it gave back).

@@ -31,6 +31,8 @@ pub struct BrokerSettings {
     /// Shared device flushes for syncs (`riptide.log.flush.shared`, resolved for the data
     /// directory's filesystem).
     pub shared_syncs: bool,
+    /// Each shard's share of the tail cache (`riptide.log.cache.bytes`).
+    pub tail_cache_bytes_per_shard: usize,
 }
 
 impl BrokerSettings {
@@ -60,16 +62,17 @@ impl BrokerSettings {
         } else {
             advertised.host
         };
+        let shard_count = config
+            .cores()
+            .map(|c| c as u16)
+            .unwrap_or_else(shards::runtime::default_shard_count);
         Ok(BrokerSettings {
             node_id: config.node_id(),
             listen_addr,
             advertised_host,
             advertised_port: advertised.port as i32,
             data_dir: config.data_dir(),
-            shard_count: config
-                .cores()
-                .map(|c| c as u16)
-                .unwrap_or_else(shards::runtime::default_shard_count),
+            shard_count,
             pin: config.pin(),
             num_partitions: config.num_partitions(),
             default_replication_factor: config.default_replication_factor(),
@@ -80,6 +83,11 @@ impl BrokerSettings {
             shared_syncs: config.log_flush_shared().unwrap_or_else(|| {
                 shards::storage::device_flush_covers_overwrites(&config.data_dir())
             }),
+            tail_cache_bytes_per_shard: tail_cache_bytes_per_shard(
+                config.log_cache_bytes(),
+                physical_memory_bytes(),
+                shard_count,
+            ),
             config,
         })
     }
@@ -142,5 +150,66 @@ impl BrokerSettings {
             write_linger_ms: self.config.log_write_linger_ms(),
             ..LogConfig::default()
         }
+    }
+}
+
+/// The default tail cache, across all shards, is this fraction of physical memory (a
+/// sixteenth: it shares the machine with the page cache of indexes, clients, other brokers): the
+/// segment files bypass the page cache (O_DIRECT), so this cache is what Kafka gets from
+/// the page cache — recent data read back (a consumer starting from a recent offset, a
+/// lagging one) costs no disk read and no copy.
+const TAIL_CACHE_MEMORY_DIVISOR: u64 = 16;
+/// A shard's share is never below this, whatever is configured or however small the
+/// machine: caught-up readers must find the last batches in memory.
+const TAIL_CACHE_BYTES_PER_SHARD_MIN: u64 = 64 << 20;
+
+/// Each shard's tail cache: `configured` bytes (or a sixteenth of `memory_bytes`) split
+/// evenly over `shards`, at least the per-shard minimum. Pure.
+fn tail_cache_bytes_per_shard(configured: Option<u64>, memory_bytes: u64, shards: u16) -> usize {
+    let total = configured.unwrap_or(memory_bytes / TAIL_CACHE_MEMORY_DIVISOR);
+    let share = total / u64::from(shards.max(1));
+    usize::try_from(share.max(TAIL_CACHE_BYTES_PER_SHARD_MIN)).unwrap_or(usize::MAX)
+}
+
+/// Physical memory of the machine (0 if the OS does not say: the per-shard minimum then
+/// applies).
+fn physical_memory_bytes() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let (pages, page_bytes) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    if pages <= 0 || page_bytes <= 0 {
+        return 0;
+    }
+    (pages as u64).saturating_mul(page_bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_cache_is_a_share_of_memory_or_the_configured_total_split_over_shards() {
+        const GIB: u64 = 1 << 30;
+        // Default: a sixteenth of memory, over the shards.
+        assert_eq!(
+            tail_cache_bytes_per_shard(None, 24 * GIB, 2),
+            (3 * GIB / 4) as usize
+        );
+        assert_eq!(tail_cache_bytes_per_shard(None, 64 * GIB, 4), GIB as usize);
+        // Configured: that total, over the shards.
+        assert_eq!(
+            tail_cache_bytes_per_shard(Some(GIB), 24 * GIB, 4),
+            (GIB / 4) as usize
+        );
+        // Never below the per-shard minimum (small machines, tiny settings, unknown memory).
+        let min = TAIL_CACHE_BYTES_PER_SHARD_MIN as usize;
+        assert_eq!(tail_cache_bytes_per_shard(None, GIB, 2), min);
+        assert_eq!(tail_cache_bytes_per_shard(Some(0), 24 * GIB, 2), min);
+        assert_eq!(tail_cache_bytes_per_shard(None, 0, 1), min);
+        assert_eq!(tail_cache_bytes_per_shard(Some(u64::MAX), 0, 0), usize::MAX);
     }
 }

@@ -506,6 +506,13 @@ impl BrokerConfig {
         self.boolean("riptide.log.dsync.writes")
     }
 
+    /// `riptide.log.cache.bytes`: the tail cache across all shards; `None` for the default
+    /// (a share of physical memory, see `broker::settings`).
+    pub fn log_cache_bytes(&self) -> Option<u64> {
+        let v = self.int("riptide.log.cache.bytes");
+        (v >= 0).then_some(v as u64)
+    }
+
     /// `riptide.log.dsync.step.bytes.max`: `always` flush steps up to this size are one
     /// RWF_DSYNC write.
     pub fn log_dsync_step_bytes_max(&self) -> u64 {

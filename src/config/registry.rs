@@ -360,6 +360,8 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         "The time a producer id is kept after its last write before its state is expired."),
     broker("riptide.cores", T::Int, Some("0"), V::Between(0, 1024),
         "Riptide: number of shards (one per core); 0 = one per available core."),
+    broker("riptide.log.cache.bytes", T::Long, Some("-1"), V::AtLeast(-1),
+        "Riptide: memory for the tail cache (recent batches kept in memory, so readers of them never touch the disk), split evenly over the shards; at least 64 MiB per shard. -1: a sixteenth of the machine's physical memory. Kafka leaves this to the OS page cache; Riptide's segment files bypass it (O_DIRECT), so this is the broker's read cache."),
     broker("riptide.log.dsync.step.bytes.max", T::Long, Some("262144"), V::AtLeast(0),
         "Riptide: under flush.policy=always, a partition's flush step of at most this many bytes (one write) is written with RWF_DSYNC, durable on completion, instead of a write followed by an fdatasync, while no other sync runs on its shard: one operation and one wake-up instead of two, and no io_uring worker hand-off. Bigger steps, and steps while other syncs run (many busy partitions: their syncs group), still write and fdatasync. 0: never."),
     broker("riptide.log.dsync.writes", T::Bool, Some("false"), V::None,

@@ -96,6 +96,7 @@ fn invalid_values_name_the_key() {
         ("auto.create.topics.enable=yes", "auto.create.topics.enable"),
         ("log.flush.policy=sometimes", "log.flush.policy"),
         ("riptide.log.flush.shared=maybe", "riptide.log.flush.shared"),
+        ("riptide.log.cache.bytes=-2", "riptide.log.cache.bytes"),
         (
             "riptide.log.write.linger.ms=-1",
             "riptide.log.write.linger.ms",
@@ -449,6 +450,22 @@ fn zero_fill_threshold_defaults_to_128_kib_and_can_be_turned_off() {
         broker("").log_zero_fill_sync_bytes_max(),
         "the broker default and the engine default must agree"
     );
+}
+
+#[test]
+fn tail_cache_defaults_to_a_share_of_memory_and_a_set_total_is_split_over_the_shards() {
+    let settings =
+        |text: &str| crate::broker::settings::BrokerSettings::from_config(broker(text)).unwrap();
+    assert_eq!(broker("").log_cache_bytes(), None);
+    assert_eq!(
+        broker("riptide.log.cache.bytes=1073741824").log_cache_bytes(),
+        Some(1 << 30)
+    );
+    assert_eq!(
+        settings("riptide.log.cache.bytes=1073741824\nriptide.cores=4").tail_cache_bytes_per_shard,
+        256 << 20
+    );
+    assert!(settings("riptide.cores=2").tail_cache_bytes_per_shard >= 64 << 20);
 }
 
 #[test]
