@@ -68,11 +68,11 @@ impl<'a> Reader<'a> {
         match self.buf.get(self.pos..self.pos + 2) {
             Some(&[b0, _]) if b0 < 0x80 => {
                 self.pos += 1;
-                return Ok(b0 as u64);
+                Ok(b0 as u64)
             }
             Some(&[b0, b1]) if b1 < 0x80 && bytes_max >= 2 => {
                 self.pos += 2;
-                return Ok((b0 & 0x7f) as u64 | (b1 as u64) << 7);
+                Ok((b0 & 0x7f) as u64 | (b1 as u64) << 7)
             }
             _ => self.unsigned_varint_slow(bytes_max),
         }
