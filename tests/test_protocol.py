@@ -40,6 +40,37 @@ def test_raw_produce_then_fetch(broker, topic_name):
     assert records[8:12] == batch[8:12] and records[16 : len(batch)] == batch[16:]
 
 
+def test_pipelined_produces_take_effect_in_send_order(broker, topic_name):
+    """400 produce requests written back to back on one connection, over 4 partitions
+    (on both shards): the connection reads on without waiting for each append on the
+    other shard, yet every partition's appends happen in send order (request i is the
+    (i // 4)-th batch of its partition), with acks=0 requests among them, and the
+    responses come back in order."""
+    parts = 4
+    create_topic(broker.bootstrap, topic_name, parts)
+    n = 400
+    reqs = b""
+    for i in range(n):
+        batch = kwire.record_batch([(b"k", str(i).encode())], 1_700_000_000_000 + i)
+        acks = 0 if i % 10 == 3 else 1
+        reqs += kwire.produce_request(topic_name, i % parts, batch, acks=acks, correlation_id=i)
+    with kwire.connect(broker.port, timeout_s=30) as s:
+        s.sendall(reqs)
+        for i in range(n):
+            if i % 10 == 3:
+                continue
+            f = kwire.read_frame(s)
+            assert f is not None, f"closed before the response to request {i}"
+            (corr,) = struct.unpack_from(">i", f, 0)
+            assert corr == i
+            got = kwire.parse_produce_v3(f)[(topic_name, i % parts)]
+            assert got == (NONE, i // parts), f"request {i}"
+    # And the stored records are in that order too.
+    for p in range(parts):
+        values = [int(m.value()) for m in consume(broker.bootstrap, topic_name, [p], n // parts)]
+        assert values == list(range(p, n, parts))
+
+
 def test_produce_per_partition_errors(broker, topic_name):
     create_topic(broker.bootstrap, topic_name, 1)
     good = kwire.record_batch([(b"k", b"v")], 1_700_000_000_000)

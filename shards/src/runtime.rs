@@ -34,7 +34,9 @@ use glommio::{Latency, LocalExecutorBuilder, Placement, Shares, TaskQueueHandle}
 use crate::error::{Error, Result};
 use crate::types::ShardId;
 
+mod lane;
 mod stall;
+pub use lane::Lane;
 pub use stall::{kicks as stall_kicks, last_kick_syscall as stall_last_kick_syscall};
 
 /// The longest a lost cross-shard wake-up can delay work (see `shard_main`).
@@ -415,6 +417,55 @@ mod tests {
         })
         .unwrap();
         assert_eq!(rt.join().unwrap(), vec![0, 1, 2]);
+    }
+
+    /// Jobs of one lane to one shard take effect in the order sent, even when an earlier
+    /// one waits and a later one would not; sending does not wait for them to run; the
+    /// bound holds; `drain` waits for all. On another shard and on the sender's own.
+    #[test]
+    fn lane_keeps_order_per_shard_without_waiting_and_is_bounded() {
+        use std::sync::{Arc, Mutex};
+        let config = RuntimeConfig {
+            shard_count: 2,
+            pin: false,
+            ..RuntimeConfig::default()
+        };
+        let rt = Runtime::start(&config, |id| async move {
+            if id.0 == 0 {
+                for target in [ShardId(1), ShardId(0)] {
+                    let seen = Arc::new(Mutex::new(Vec::new()));
+                    let lane = Lane::new(3);
+                    let push = |name: &'static str, wait_ms: u64| {
+                        let seen = seen.clone();
+                        move || async move {
+                            glommio::timer::sleep(Duration::from_millis(wait_ms)).await;
+                            seen.lock().unwrap().push(name);
+                            shard_id().0
+                        }
+                    };
+                    let slow = lane.send(target, push("slow", 60)).await.unwrap();
+                    let quick = lane.send(target, push("quick", 0)).await.unwrap();
+                    assert!(seen.lock().unwrap().is_empty(), "sends did not wait");
+                    assert_eq!(quick.await.unwrap(), target.0);
+                    assert_eq!(*seen.lock().unwrap(), ["slow", "quick"]);
+                    assert_eq!(slow.await.unwrap(), target.0);
+                    // Bound 3: the fourth send waits for the oldest unfinished job.
+                    for name in ["a", "b", "c"] {
+                        let _ = lane.send(target, push(name, 30)).await.unwrap();
+                    }
+                    assert!(seen.lock().unwrap().len() == 2, "not yet run");
+                    let _ = lane.send(target, push("d", 0)).await.unwrap();
+                    assert!(seen.lock().unwrap().contains(&"a"), "waited for room");
+                    assert!(lane.unfinished() <= 3);
+                    lane.drain().await;
+                    assert_eq!(*seen.lock().unwrap(), ["slow", "quick", "a", "b", "c", "d"]);
+                }
+            }
+            glommio::timer::sleep(Duration::from_millis(300)).await;
+            id.0
+        })
+        .unwrap();
+        assert_eq!(rt.join().unwrap(), vec![0, 1]);
     }
 }
 

@@ -78,11 +78,16 @@ impl Handler for Api {
         // The header's strings point into the frame: gone before the body is handled, so
         // that a produce handler can take the frame back (`produce::reclaim_batches`).
         drop(header);
-        dispatch(ctx, body, client).await
+        if ctx.api_key != ApiKey::Produce {
+            // Requests take effect in the order they were sent: earlier produces' appends
+            // may still be running on their home shards (`produce::handle` does not wait).
+            conn.lane.drain().await;
+        }
+        dispatch(ctx, conn, body, client).await
     }
 }
 
-async fn dispatch(ctx: Ctx, body: Bytes, client: groups::Client) -> Reply {
+async fn dispatch(ctx: Ctx, conn: &ConnInfo, body: Bytes, client: groups::Client) -> Reply {
     macro_rules! decode {
         ($t:ty) => {
             match <$t>::decode(&mut body.clone(), ctx.version) {
@@ -102,7 +107,7 @@ async fn dispatch(ctx: Ctx, body: Bytes, client: groups::Client) -> Reply {
         )),
         ApiKey::Produce => {
             let req = decode!(ProduceRequest);
-            produce::handle(ctx, req, body).await
+            produce::handle(ctx, &conn.lane, req, body).await
         }
         ApiKey::Fetch => fetch::handle(ctx, decode!(FetchRequest)).await,
         ApiKey::ListOffsets => Reply::Ready(encode(

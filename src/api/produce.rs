@@ -2,9 +2,10 @@
 //! does) and answered UNSUPPORTED_VERSION.
 //!
 //! Two stages, as DESIGN.md's Architecture says: stage 1 runs on each partition's home
-//! shard and fixes the order (offsets assigned) before this handler returns, so the next
-//! request on the connection cannot overtake it; stage 2 (durable per flush policy) is
-//! the deferred part the connection's writer awaits.
+//! shard and fixes the order (offsets assigned). It is sent through the connection's
+//! `Lane`, so the next request is read at once yet cannot overtake it on that shard (and
+//! any non-produce request drains the lane first); stage 2 (durable per flush policy) is
+//! the deferred part the connection's writer awaits, after stage 1's results.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -42,7 +43,12 @@ impl Staged {
     }
 }
 
-pub async fn handle(ctx: Ctx, mut req: ProduceRequest, body: Bytes) -> Reply {
+pub async fn handle(
+    ctx: Ctx,
+    lane: &shards::runtime::Lane,
+    mut req: ProduceRequest,
+    body: Bytes,
+) -> Reply {
     let acks = req.acks;
     let timeout_ms = req.timeout_ms.max(0) as u64;
     let topic_data = std::mem::take(&mut req.topic_data);
@@ -96,33 +102,50 @@ pub async fn handle(ctx: Ctx, mut req: ProduceRequest, body: Bytes) -> Reply {
     for ((slot, shard, tp, _), batch) in appends.into_iter().zip(batches) {
         by_shard.entry(shard).or_default().push((slot, tp, batch));
     }
-    // Stage 1 on every home shard, concurrently (different partitions are independent);
-    // all of them finish before the next request of this connection is read.
+    // Stage 1 on every home shard, concurrently (different partitions are independent),
+    // sent through the connection's lane: the next request is read without waiting for
+    // it, and the lane keeps this connection's appends to each shard in request order.
     let wait_commit = acks != 0;
-    let calls = by_shard.into_iter().map(|(shard, parts)| async move {
+    let mut sent = Vec::with_capacity(by_shard.len());
+    for (shard, parts) in by_shard {
         let indices: Vec<usize> = parts.iter().map(|(i, _, _)| *i).collect();
-        let result = shards::runtime::invoke_on(shard, move || stage_one(parts, wait_commit)).await;
-        (indices, result)
-    });
-    for (indices, result) in futures::future::join_all(calls).await {
-        match result {
-            Ok(staged) => {
-                for (i, s) in indices.into_iter().zip(staged) {
-                    slots[i].2 = Some(s);
-                }
-            }
-            Err(e) => {
-                let code = codes::code_of(&e.into());
-                for i in indices {
-                    slots[i].2 = Some(Staged::failed(code));
-                }
-            }
-        }
+        let staged = lane
+            .send(shard, move || stage_one(parts, wait_commit))
+            .await;
+        sent.push((shard, indices, staged));
     }
     if acks == 0 {
+        // No response to wait in: the request's memory stays counted until its appends
+        // are done (`server`'s budget), and nothing is answered.
+        for (_, _, staged) in sent {
+            if let Ok(rx) = staged {
+                let _ = rx.await;
+            }
+        }
         return Reply::Nothing;
     }
     Reply::Deferred(Box::pin(async move {
+        for (shard, indices, staged) in sent {
+            let staged = match staged {
+                Ok(rx) => rx
+                    .await
+                    .map_err(|_| shards::Error::ShardUnavailable(shard.0)),
+                Err(e) => Err(e),
+            };
+            match staged {
+                Ok(staged) => {
+                    for (i, s) in indices.into_iter().zip(staged) {
+                        slots[i].2 = Some(s);
+                    }
+                }
+                Err(e) => {
+                    let code = codes::code_of(&e.into());
+                    for i in indices {
+                        slots[i].2 = Some(Staged::failed(code));
+                    }
+                }
+            }
+        }
         let mut by_topic: Vec<TopicProduceResponse> = Vec::new();
         for (name, index, staged) in slots {
             let mut s = staged.expect("every slot is staged");

@@ -3,10 +3,12 @@
 //!
 //! A connection is two tasks: the reader decodes requests and runs each handler's first
 //! stage *in order* (so requests take effect in the order they were sent: idempotent
-//! producers with 5 in flight depend on it); the writer awaits each reply's second stage
-//! (durability, long-poll) in the same order and writes it with one vectored send. The
-//! queue between them is bounded by `max_in_flight`, so a client that never reads its
-//! responses stops being read from.
+//! producers with 5 in flight depend on it) — a stage that runs on other shards is sent
+//! through the connection's `Lane`, which keeps that order there without the reader
+//! waiting for it; the writer awaits each reply's second stage (durability, long-poll)
+//! in the same order and writes it with one vectored send. The queue between them is
+//! bounded by `max_in_flight`, so a client that never reads its responses stops being
+//! read from.
 
 mod writev;
 
@@ -46,11 +48,27 @@ pub trait Handler: 'static {
     fn handle(self: &Rc<Self>, conn: &Rc<ConnInfo>, frame: Bytes) -> impl Future<Output = Reply>;
 }
 
-/// Per-connection facts a handler may need.
-#[derive(Debug)]
+/// Per-connection facts and state a handler may need.
 pub struct ConnInfo {
     pub peer: Option<SocketAddr>,
     pub id: u64,
+    /// The connection's ordered way to run request stages on other shards without waiting
+    /// for them (a produce's appends): see `shards::runtime::Lane`. A handler whose
+    /// request must see the effects of earlier ones drains it first.
+    pub lane: shards::runtime::Lane,
+}
+
+impl ConnInfo {
+    /// `in_flight_max` requests may be unanswered at once, each with a stage on every
+    /// shard at most: the lane's bound is a backstop that never holds a client back.
+    pub fn new(peer: Option<SocketAddr>, id: u64, in_flight_max: usize) -> ConnInfo {
+        let jobs_max = (in_flight_max + 1) * shards::runtime::shard_count() as usize;
+        ConnInfo {
+            peer,
+            id,
+            lane: shards::runtime::Lane::new(jobs_max),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -138,7 +156,7 @@ pub async fn serve<H: Handler>(
             let budget = budget.clone();
             let task = glommio::spawn_local(async move {
                 let peer = stream.peer_addr().ok();
-                let conn = Rc::new(ConnInfo { peer, id });
+                let conn = Rc::new(ConnInfo::new(peer, id, limits.in_flight_max));
                 if let Err(e) = serve_connection(stream, handler, conn, &limits, &budget).await {
                     debug!("connection closed: {e}");
                 }
@@ -173,10 +191,15 @@ async fn serve_connection<H: Handler>(
     }
     let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     let (mut reader, writer) = stream.split();
-    let (tx, rx) = local_channel::new_bounded::<Reply>(limits.in_flight_max.max(1));
+    // Each reply travels with its request's memory permit: a produce's first stage may
+    // still be running on another shard (`ConnInfo::lane`) when the handler returns, so
+    // the frame's bytes count against the budget until the response is written.
+    let (tx, rx) =
+        local_channel::new_bounded::<(Reply, Option<StaticPermit>)>(limits.in_flight_max.max(1));
     let write_task = glommio::spawn_local(async move {
         let mut writer = writer;
-        while let Some(reply) = rx.recv().await {
+        while let Some((reply, permit)) = rx.recv().await {
+            let _permit = permit;
             let pieces = match reply {
                 Reply::Ready(p) => p,
                 Reply::Deferred(f) => f.await,
@@ -206,11 +229,8 @@ async fn serve_connection<H: Handler>(
                 None => return Ok(()),
             };
             let reply = handler.handle(&conn, frame).await;
-            // The request's effects are in place (a produce's batches are in the log's
-            // buffers): its memory goes back to the budget.
-            drop(permit);
             let close = matches!(reply, Reply::Close);
-            if tx.send(reply).await.is_err() || close {
+            if tx.send((reply, permit)).await.is_err() || close {
                 return Ok(());
             }
         }
