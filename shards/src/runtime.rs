@@ -451,10 +451,10 @@ mod tests {
                     assert_eq!(slow.await.unwrap(), target.0);
                     // Bound 3: the fourth send waits for the oldest unfinished job.
                     for name in ["a", "b", "c"] {
-                        let _ = lane.send(target, push(name, 30)).await.unwrap();
+                        drop(lane.send(target, push(name, 30)).await.unwrap());
                     }
                     assert!(seen.lock().unwrap().len() == 2, "not yet run");
-                    let _ = lane.send(target, push("d", 0)).await.unwrap();
+                    drop(lane.send(target, push("d", 0)).await.unwrap());
                     assert!(seen.lock().unwrap().contains(&"a"), "waited for room");
                     assert!(lane.unfinished() <= 3);
                     lane.drain().await;
