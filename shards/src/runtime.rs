@@ -394,14 +394,18 @@ fn online_cpus() -> Vec<usize> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn invoke_on_runs_on_target_shard_and_replies() {
-        let config = RuntimeConfig {
-            shard_count: 3,
+    /// `shard_count` unpinned shards (tests share the machine).
+    fn unpinned(shard_count: u16) -> RuntimeConfig {
+        RuntimeConfig {
+            shard_count,
             pin: false,
             ..RuntimeConfig::default()
-        };
-        let rt = Runtime::start(&config, |id| async move {
+        }
+    }
+
+    #[test]
+    fn invoke_on_runs_on_target_shard_and_replies() {
+        let rt = Runtime::start(&unpinned(3), |id| async move {
             // Every shard asks every shard (itself included) for its id.
             let ids = invoke_on_all(|| async { shard_id().0 }).await.unwrap();
             assert_eq!(ids, vec![0, 1, 2]);
@@ -425,12 +429,7 @@ mod tests {
     #[test]
     fn lane_keeps_order_per_shard_without_waiting_and_is_bounded() {
         use std::sync::{Arc, Mutex};
-        let config = RuntimeConfig {
-            shard_count: 2,
-            pin: false,
-            ..RuntimeConfig::default()
-        };
-        let rt = Runtime::start(&config, |id| async move {
+        let rt = Runtime::start(&unpinned(2), |id| async move {
             if id.0 == 0 {
                 for target in [ShardId(1), ShardId(0)] {
                     let seen = Arc::new(Mutex::new(Vec::new()));
