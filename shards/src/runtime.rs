@@ -84,6 +84,22 @@ struct ShardContext {
     background_queue: TaskQueueHandle,
 }
 
+impl ShardContext {
+    /// Queue `job` on another shard's mesh queue, waiting while it is full (backpressure).
+    /// Fails when `target` is this shard, does not exist, or has shut down.
+    async fn enqueue(&self, target: ShardId, job: ShardJob) -> Result<()> {
+        let sender = self
+            .senders
+            .get(target.0 as usize)
+            .and_then(Option::as_ref)
+            .ok_or(Error::ShardUnavailable(target.0))?;
+        sender
+            .send_async(job)
+            .await
+            .map_err(|_| Error::ShardUnavailable(target.0))
+    }
+}
+
 thread_local! {
     static CONTEXT: RefCell<Option<Rc<ShardContext>>> = const { RefCell::new(None) };
 }
@@ -181,15 +197,7 @@ where
             let _ = tx.send(result);
         })
     });
-    let sender = ctx
-        .senders
-        .get(target.0 as usize)
-        .and_then(Option::as_ref)
-        .ok_or(Error::ShardUnavailable(target.0))?;
-    sender
-        .send_async(boxed)
-        .await
-        .map_err(|_| Error::ShardUnavailable(target.0))?;
+    ctx.enqueue(target, boxed).await?;
     rx.await.map_err(|_| Error::ShardUnavailable(target.0))
 }
 

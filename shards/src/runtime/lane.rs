@@ -99,13 +99,7 @@ impl Lane {
             return Ok(rx);
         }
         let boxed: ShardJob = Box::new(move || Box::pin(run()));
-        let sender = ctx.senders[index]
-            .as_ref()
-            .ok_or(Error::ShardUnavailable(target.0))?;
-        sender
-            .send_async(boxed)
-            .await
-            .map_err(|_| Error::ShardUnavailable(target.0))?;
+        ctx.enqueue(target, boxed).await?;
         Ok(rx)
     }
 
