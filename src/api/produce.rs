@@ -5,17 +5,22 @@
 //! shard and fixes the order (offsets assigned). It is sent through the connection's
 //! `Lane`, so the next request is read at once yet cannot overtake it on that shard (and
 //! any non-produce request drains the lane first); stage 2 (durable per flush policy) is
-//! the deferred part the connection's writer awaits, after stage 1's results.
+//! the deferred part the connection's writer awaits. The home shard waits for stage 2
+//! itself and answers once per request, with stage 1's results and the commit codes
+//! together: one wake-up of the connection's shard per request and home shard, not two.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::channel::oneshot;
+use futures::future::{Either, FutureExt};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use shards::{ShardId, TopicPartition};
+use shards::partition::Partition;
+use shards::{Offset, ShardId, TopicPartition};
+use std::rc::Rc;
 
 use super::{codes, encode, Ctx};
 use crate::broker::state;
@@ -27,8 +32,6 @@ struct Staged {
     base_offset: i64,
     log_append_time_ms: i64,
     log_start_offset: i64,
-    /// Completes with an error code when the batch is committed (stage 2).
-    committed: Option<oneshot::Receiver<i16>>,
 }
 
 impl Staged {
@@ -38,7 +41,6 @@ impl Staged {
             base_offset: -1,
             log_append_time_ms: -1,
             log_start_offset: -1,
-            committed: None,
         }
     }
 }
@@ -105,24 +107,32 @@ pub async fn handle(
     // Stage 1 on every home shard, concurrently (different partitions are independent),
     // sent through the connection's lane: the next request is read without waiting for
     // it, and the lane keeps this connection's appends to each shard in request order.
-    let wait_commit = acks != 0;
-    let mut sent = Vec::with_capacity(by_shard.len());
-    for (shard, parts) in by_shard {
-        let indices: Vec<usize> = parts.iter().map(|(i, _, _)| *i).collect();
-        let staged = lane
-            .send(shard, move || stage_one(parts, wait_commit))
-            .await;
-        sent.push((shard, indices, staged));
-    }
     if acks == 0 {
         // No response to wait in: the request's memory stays counted until its appends
         // are done (`server`'s budget), and nothing is answered.
-        for (_, _, staged) in sent {
-            if let Ok(rx) = staged {
-                let _ = rx.await;
-            }
+        let mut sent = Vec::with_capacity(by_shard.len());
+        for (shard, parts) in by_shard {
+            sent.push(lane.send(shard, move || stage_one(parts)).await);
+        }
+        for rx in sent.into_iter().flatten() {
+            let _ = rx.await;
         }
         return Reply::Nothing;
+    }
+    let mut sent = Vec::with_capacity(by_shard.len());
+    for (shard, parts) in by_shard {
+        let indices: Vec<usize> = parts.iter().map(|(i, _, _)| *i).collect();
+        let (tx, rx) = oneshot::channel();
+        let job = move || async move {
+            let (staged, commits) = stage_one_keeping(parts).await;
+            // Stage 1 is done (the lane's next job may start); stage 2 waits apart.
+            shards::runtime::spawn_latency(async move {
+                let _ = tx.send(await_commits(staged, commits, timeout_ms).await);
+            });
+        };
+        // The job's own (unit) reply is not awaited: only `rx`, after stage 2.
+        let queued = lane.send(shard, job).await.map(drop);
+        sent.push((shard, indices, queued.map(|()| rx)));
     }
     Reply::Deferred(Box::pin(async move {
         for (shard, indices, staged) in sent {
@@ -148,10 +158,7 @@ pub async fn handle(
         }
         let mut by_topic: Vec<TopicProduceResponse> = Vec::new();
         for (name, index, staged) in slots {
-            let mut s = staged.expect("every slot is staged");
-            if let Some(rx) = s.committed.take() {
-                s.error = await_commit(rx, timeout_ms).await;
-            }
+            let s = staged.expect("every slot is staged");
             let part = PartitionProduceResponse::default()
                 .with_index(index)
                 .with_error_code(s.error)
@@ -235,62 +242,87 @@ fn reclaim_batches(body: Bytes, records: impl Iterator<Item = Bytes>) -> Vec<Byt
 /// Spare capacity a reclaimed frame may carry beyond a quarter of its length.
 const FRAME_SLACK_BYTES_MAX: usize = 4096;
 
-async fn await_commit(rx: oneshot::Receiver<i16>, timeout_ms: u64) -> i16 {
-    let timer = glommio::timer::sleep(Duration::from_millis(timeout_ms.max(1)));
-    futures::pin_mut!(timer);
-    match futures::future::select(rx, timer).await {
-        futures::future::Either::Left((Ok(code), _)) => code,
-        futures::future::Either::Left((Err(_), _)) => codes::NOT_LEADER_OR_FOLLOWER,
-        futures::future::Either::Right(_) => codes::REQUEST_TIMED_OUT,
+/// Runs on the home shard after stage 1: waits until every appended batch is committed
+/// (durable per flush policy) or the request's timeout passes, and puts the outcome in
+/// each partition's error code (REQUEST_TIMED_OUT for those not committed by then).
+async fn await_commits(
+    mut staged: Vec<Staged>,
+    commits: Vec<Option<(Rc<Partition>, Offset)>>,
+    timeout_ms: u64,
+) -> Vec<Staged> {
+    let deadline = glommio::timer::sleep(Duration::from_millis(timeout_ms.max(1)));
+    futures::pin_mut!(deadline);
+    let mut timed_out = false;
+    for (s, commit) in staged.iter_mut().zip(commits) {
+        let Some((partition, last)) = commit else {
+            continue;
+        };
+        let wait = partition.wait_committed(last);
+        futures::pin_mut!(wait);
+        let outcome = if timed_out {
+            wait.now_or_never()
+        } else {
+            match futures::future::select(wait, deadline.as_mut()).await {
+                Either::Left((outcome, _)) => Some(outcome),
+                Either::Right(((), wait)) => {
+                    timed_out = true;
+                    wait.now_or_never()
+                }
+            }
+        };
+        s.error = match outcome {
+            Some(Ok(())) => codes::NONE,
+            Some(Err(e)) => codes::code_of(&e.into()),
+            None => codes::REQUEST_TIMED_OUT,
+        };
     }
+    staged
+}
+
+/// Stage 1 for acks=0: the appends' outcomes, nothing to wait for after them.
+async fn stage_one(parts: Vec<(usize, TopicPartition, BytesMut)>) -> Vec<Staged> {
+    stage_one_keeping(parts).await.0
 }
 
 /// Runs on the home shard: append each batch in request order (waiting for in-flight
-/// space when the log is full: backpressure, not an error) and spawn the wait for its
-/// commit.
-async fn stage_one(
+/// space when the log is full: backpressure, not an error). Returns each partition's
+/// outcome and, for the appended ones, the partition and the last offset to wait on.
+async fn stage_one_keeping(
     parts: Vec<(usize, TopicPartition, BytesMut)>,
-    wait_commit: bool,
-) -> Vec<Staged> {
+) -> (Vec<Staged>, Vec<Option<(Rc<Partition>, Offset)>>) {
     let st = state();
     let mut out = Vec::with_capacity(parts.len());
+    let mut commits = Vec::with_capacity(parts.len());
     for (_, tp, batch) in parts {
         let Some(partition) = st.local_partition(&tp) else {
             out.push(Staged::failed(codes::NOT_LEADER_OR_FOLLOWER));
+            commits.push(None);
             continue;
         };
         if !partition.has_space(batch.len()) {
             if let Err(e) = partition.wait_for_space(batch.len()).await {
                 out.push(Staged::failed(codes::code_of(&e.into())));
+                commits.push(None);
                 continue;
             }
         }
-        out.push(match partition.append(batch) {
+        match partition.append(batch) {
             Ok(info) => {
-                let committed = wait_commit.then(|| {
-                    let (tx, rx) = oneshot::channel();
-                    let p = partition.clone();
-                    shards::runtime::spawn_latency(async move {
-                        let code = match p.wait_committed(info.last_offset).await {
-                            Ok(()) => codes::NONE,
-                            Err(e) => codes::code_of(&e.into()),
-                        };
-                        let _ = tx.send(code);
-                    });
-                    rx
-                });
-                Staged {
+                out.push(Staged {
                     error: codes::NONE,
                     base_offset: info.base_offset.0,
                     log_append_time_ms: info.log_append_time_ms,
                     log_start_offset: info.log_start_offset.0,
-                    committed,
-                }
+                });
+                commits.push(Some((partition, info.last_offset)));
             }
-            Err(e) => Staged::failed(codes::code_of(&e.into())),
-        });
+            Err(e) => {
+                out.push(Staged::failed(codes::code_of(&e.into())));
+                commits.push(None);
+            }
+        }
     }
-    out
+    (out, commits)
 }
 
 #[cfg(test)]

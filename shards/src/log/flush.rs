@@ -528,10 +528,11 @@ impl<S: Storage> Log<S> {
     /// Whether a flush step of `step_bytes` (kept partial block included) is written with
     /// `RWF_DSYNC` instead of a write and an fdatasync: under `always`, when it fits one
     /// write of at most `LogConfig::dsync_step_bytes_max`, nothing before the active
-    /// segment waits for its own sync, and no other sync or durable write runs on the
-    /// shard. One operation then makes it durable — no io_uring worker hand-off and one
-    /// wake-up instead of two — while concurrent small syncs of many logs still group
-    /// (each durable write pays a device cache flush of its own).
+    /// segment waits for its own sync, and the shard allows it (no sync runs, and fewer
+    /// than its sync slots' worth of durable writes). One operation then makes it durable
+    /// — no io_uring worker hand-off and one wake-up instead of two — while concurrent
+    /// small syncs of many logs still group (each durable write pays a device cache flush
+    /// of its own).
     fn wants_dsync_step(&self, inner: &super::Inner<S>, step_bytes: u64) -> bool {
         let max = self
             .config
@@ -546,7 +547,7 @@ impl<S: Storage> Log<S> {
                 .rev()
                 .nth(1)
                 .is_none_or(|s| s.finalized)
-            && self.budgets.syncs_idle()
+            && self.budgets.dsync_step_allowed()
     }
 
     /// Whether new segment files of this log are opened for durable (O_DSYNC) writes.

@@ -1276,6 +1276,63 @@ fn small_always_steps_are_one_durable_write() {
     });
 }
 
+/// Small `always` steps of several logs of one shard arriving together are each one
+/// durable write, up to the shard's sync slots: a log does not fall back to a write and an
+/// fdatasync because another log's durable write is running. With one slot they do.
+#[test]
+fn concurrent_small_steps_of_a_shard_are_durable_writes_up_to_its_slots() {
+    run(|| async {
+        for slots in [3_usize, 1] {
+            let s = SimStorage::new();
+            let c = clock();
+            let budgets = ShardBudgets::with_syncs(256 << 20, 64 << 20, slots);
+            let mut logs = Vec::new();
+            for p in 0..3 {
+                let log = Log::open(
+                    s.clone(),
+                    PathBuf::from(format!("/data/t-{p}")),
+                    topic(),
+                    LogConfig::default(),
+                    c.clone(),
+                    budgets.clone(),
+                )
+                .await
+                .unwrap();
+                // The first append creates the segment (its own syncs).
+                let info = log
+                    .append(make_batch(1, 100, 0, 0), LeaderEpoch(0))
+                    .unwrap();
+                log.wait_durable(info.last_offset).await.unwrap();
+                logs.push(log);
+            }
+            // Writes take real time now, so the three steps overlap.
+            s.set_write_delay(std::time::Duration::from_millis(5));
+            let before = s.stats();
+            let mut lasts = Vec::new();
+            for (i, log) in logs.iter().enumerate() {
+                let info = log
+                    .append(make_batch(2, 200, 1, i as u8), LeaderEpoch(0))
+                    .unwrap();
+                lasts.push(info.last_offset);
+            }
+            for (log, last) in logs.iter().zip(&lasts) {
+                log.wait_durable(*last).await.unwrap();
+            }
+            let after = s.stats();
+            let dsync = after.dsync_writes - before.dsync_writes;
+            let syncs = after.fdatasyncs - before.fdatasyncs;
+            if slots == 3 {
+                assert_eq!((dsync, syncs), (3, 0), "{before:?} -> {after:?}");
+            } else {
+                assert!(dsync < 3 && syncs >= 1, "{before:?} -> {after:?}");
+            }
+            for log in &logs {
+                assert_eq!(read_all(&**log).await.len(), 2);
+            }
+        }
+    });
+}
+
 /// `write_linger_ms`: under `none`, small appends wait in memory until the linger passes
 /// (by the log's clock) and are then written together; a chunk's worth is written at once;
 /// `always` never waits; close writes whatever still waits.

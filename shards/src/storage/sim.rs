@@ -151,6 +151,8 @@ struct State {
     ops_left: Option<u64>,
     dead: bool,
     stats: SimStats,
+    /// Real time each file write takes ([`SimStorage::set_write_delay`]).
+    write_delay: std::time::Duration,
 }
 
 /// The simulated storage. Clones share one state.
@@ -274,6 +276,7 @@ impl SimStorage {
                 ops_left: None,
                 dead: false,
                 stats: SimStats::default(),
+                write_delay: std::time::Duration::ZERO,
             })),
         }
     }
@@ -281,6 +284,12 @@ impl SimStorage {
     /// The storage dies (every later operation fails) after `ops` more mutating operations.
     pub fn fail_after_ops(&self, ops: u64) {
         self.state.borrow_mut().ops_left = Some(ops);
+    }
+
+    /// Every later file write takes `delay` of real time before it takes effect (default:
+    /// none, only a yield), so that tests can make writes overlap as on a device.
+    pub fn set_write_delay(&self, delay: std::time::Duration) {
+        self.state.borrow_mut().write_delay = delay;
     }
 
     /// Kills the storage now: every later operation fails.
@@ -349,6 +358,7 @@ impl SimStorage {
                 ops_left: None,
                 dead: false,
                 stats: SimStats::default(),
+                write_delay: std::time::Duration::ZERO,
             })),
         }
     }
@@ -517,7 +527,12 @@ impl SimStorageFile {
         assert_eq!(pos % BLOCK_BYTES as u64, 0, "unaligned write position");
         assert_eq!(buf.len() % BLOCK_BYTES, 0, "unaligned write length");
         // Let other tasks run, as a real write would, so appends can pile up behind it.
-        futures_lite::future::yield_now().await;
+        let delay = self.state.borrow().write_delay;
+        if delay.is_zero() {
+            futures_lite::future::yield_now().await;
+        } else {
+            glommio::timer::sleep(delay).await;
+        }
         let len = buf.len() as u64;
         self.with_file(true, |f| {
             let op = Op::Write { pos, bytes: buf };
