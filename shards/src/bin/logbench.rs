@@ -7,7 +7,7 @@
 //! partitions (RSS, disk use, first-append latency). Write amplification comes from
 //! /proc/diskstats of the device holding `--dir`.
 //!
-//! Usage: logbench [--dir PATH] [--gib N] [--cases write,read,idle] [--idle N] [--cpu N]
+//! Usage: see [`USAGE`] (`logbench --help`).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -41,6 +41,12 @@ struct Args {
     rate_mib_s: Option<f64>,
 }
 
+const USAGE: &str = "usage: logbench [--dir PATH] [--gib N] [--cases write,read,idle] [--idle N]
+    [--cpu N] [--partitions 1,16,256] [--policies none,always] [--read-partitions 1,16]
+    [--always-window-kib KIB] [--syncs N] [--rate-mib-s MIB]
+Environment overrides of the log configuration: LB_CHUNK, LB_DSYNC, LB_DSYNC_STEP_MAX,
+    LB_WRITES, LB_INFLIGHT, LB_BUFFER, LB_ZERO_FILL_MAX, LB_SHARED (see `config`).";
+
 fn parse_args() -> Args {
     let mut a = Args {
         dir: PathBuf::from("/var/tmp/riptide-logbench"),
@@ -57,7 +63,14 @@ fn parse_args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
-        let v = it.next().unwrap_or_else(|| panic!("{k} needs a value"));
+        if k == "--help" || k == "-h" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        let Some(v) = it.next() else {
+            eprintln!("{k} needs a value\n{USAGE}");
+            std::process::exit(2);
+        };
         match k.as_str() {
             "--dir" => a.dir = PathBuf::from(v),
             "--syncs" => a.syncs = v.parse().expect("--syncs"),
@@ -89,7 +102,10 @@ fn parse_args() -> Args {
                     .map(|p| p.parse().expect("--partitions"))
                     .collect()
             }
-            _ => panic!("unknown flag {k}"),
+            _ => {
+                eprintln!("unknown flag {k}\n{USAGE}");
+                std::process::exit(2);
+            }
         }
     }
     a

@@ -97,7 +97,7 @@ pub struct LogConfig {
     pub dsync_writes: bool,
     /// Under `flush.policy=always`, a flush step of at most this many bytes is one write
     /// with `RWF_DSYNC` (durable on completion) instead of a write and an fdatasync, while
-    /// no other sync runs on the shard (`Log::wants_dsync_step`). 0: never.
+    /// the shard allows it (`Log::wants_dsync_step`). 0: never.
     pub dsync_step_bytes_max: u64,
     /// Syncs whose data all overwrote durably written blocks (zero-filled logs, see
     /// `ensure_preallocated`) share one device cache flush per round with the other logs

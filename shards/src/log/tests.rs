@@ -55,6 +55,30 @@ async fn open_sim(
     open_with(s, config, clock, Rc::new(ShardBudgets::default())).await
 }
 
+/// `n` logs of one shard (`/data/t-0` ..), default config, sharing `budgets`.
+async fn open_shard_logs(
+    s: &SimStorage,
+    n: usize,
+    clock: Rc<ManualClock>,
+    budgets: &Rc<ShardBudgets>,
+) -> Vec<Rc<Log<SimStorage>>> {
+    let mut logs = Vec::with_capacity(n);
+    for p in 0..n {
+        let log = Log::open(
+            s.clone(),
+            PathBuf::from(format!("/data/t-{p}")),
+            topic(),
+            LogConfig::default(),
+            clock.clone(),
+            budgets.clone(),
+        )
+        .await
+        .expect("open");
+        logs.push(log);
+    }
+    logs
+}
+
 async fn open_with(
     s: &SimStorage,
     config: LogConfig,
@@ -615,20 +639,7 @@ fn tail_cache_respects_shard_budget() {
     run(|| async {
         let s = SimStorage::new();
         let budgets = ShardBudgets::new(20_000, 64 << 20);
-        let mut logs = Vec::new();
-        for p in 0..4 {
-            let log = Log::open(
-                s.clone(),
-                PathBuf::from(format!("/data/t-{p}")),
-                topic(),
-                LogConfig::default(),
-                clock(),
-                budgets.clone(),
-            )
-            .await
-            .unwrap();
-            logs.push(log);
-        }
+        let logs = open_shard_logs(&s, 4, clock(), &budgets).await;
         for round in 0..20 {
             for log in &logs {
                 let info = log
@@ -1286,24 +1297,13 @@ fn concurrent_small_steps_of_a_shard_are_durable_writes_up_to_its_slots() {
             let s = SimStorage::new();
             let c = clock();
             let budgets = ShardBudgets::with_syncs(256 << 20, 64 << 20, slots);
-            let mut logs = Vec::new();
-            for p in 0..3 {
-                let log = Log::open(
-                    s.clone(),
-                    PathBuf::from(format!("/data/t-{p}")),
-                    topic(),
-                    LogConfig::default(),
-                    c.clone(),
-                    budgets.clone(),
-                )
-                .await
-                .unwrap();
+            let logs = open_shard_logs(&s, 3, c.clone(), &budgets).await;
+            for log in &logs {
                 // The first append creates the segment (its own syncs).
                 let info = log
                     .append(make_batch(1, 100, 0, 0), LeaderEpoch(0))
                     .unwrap();
                 log.wait_durable(info.last_offset).await.unwrap();
-                logs.push(log);
             }
             // Writes take real time now, so the three steps overlap.
             s.set_write_delay(std::time::Duration::from_millis(5));
