@@ -10,6 +10,7 @@
 //! together: one wake-up of the connection's shard per request and home shard, not two.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -20,7 +21,6 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use shards::partition::Partition;
 use shards::{Offset, ShardId, TopicPartition};
-use std::rc::Rc;
 
 use super::{codes, encode, Ctx};
 use crate::broker::state;
@@ -247,7 +247,7 @@ const FRAME_SLACK_BYTES_MAX: usize = 4096;
 /// each partition's error code (REQUEST_TIMED_OUT for those not committed by then).
 async fn await_commits(
     mut staged: Vec<Staged>,
-    commits: Vec<Option<(Rc<Partition>, Offset)>>,
+    commits: Vec<Commit>,
     timeout_ms: u64,
 ) -> Vec<Staged> {
     let deadline = glommio::timer::sleep(Duration::from_millis(timeout_ms.max(1)));
@@ -284,45 +284,45 @@ async fn stage_one(parts: Vec<(usize, TopicPartition, BytesMut)>) -> Vec<Staged>
     stage_one_keeping(parts).await.0
 }
 
-/// Runs on the home shard: append each batch in request order (waiting for in-flight
-/// space when the log is full: backpressure, not an error). Returns each partition's
-/// outcome and, for the appended ones, the partition and the last offset to wait on.
+/// A batch appended on this shard: its partition and the last offset to wait for.
+type Commit = Option<(Rc<Partition>, Offset)>;
+
+/// Runs on the home shard: append each batch in request order. Returns each partition's
+/// outcome and, for the appended ones, what to wait on for their commit.
 async fn stage_one_keeping(
     parts: Vec<(usize, TopicPartition, BytesMut)>,
-) -> (Vec<Staged>, Vec<Option<(Rc<Partition>, Offset)>>) {
-    let st = state();
+) -> (Vec<Staged>, Vec<Commit>) {
     let mut out = Vec::with_capacity(parts.len());
-    let mut commits = Vec::with_capacity(parts.len());
     for (_, tp, batch) in parts {
-        let Some(partition) = st.local_partition(&tp) else {
-            out.push(Staged::failed(codes::NOT_LEADER_OR_FOLLOWER));
-            commits.push(None);
-            continue;
-        };
-        if !partition.has_space(batch.len()) {
-            if let Err(e) = partition.wait_for_space(batch.len()).await {
-                out.push(Staged::failed(codes::code_of(&e.into())));
-                commits.push(None);
-                continue;
-            }
-        }
-        match partition.append(batch) {
-            Ok(info) => {
-                out.push(Staged {
-                    error: codes::NONE,
-                    base_offset: info.base_offset.0,
-                    log_append_time_ms: info.log_append_time_ms,
-                    log_start_offset: info.log_start_offset.0,
-                });
-                commits.push(Some((partition, info.last_offset)));
-            }
-            Err(e) => {
-                out.push(Staged::failed(codes::code_of(&e.into())));
-                commits.push(None);
-            }
+        out.push(append_one(&tp, batch).await);
+    }
+    out.into_iter().unzip()
+}
+
+/// One batch's append, waiting for in-flight space when the log is full (backpressure,
+/// not an error).
+async fn append_one(tp: &TopicPartition, batch: BytesMut) -> (Staged, Commit) {
+    let failed = |e: shards::Error| (Staged::failed(codes::code_of(&e.into())), None);
+    let Some(partition) = state().local_partition(tp) else {
+        return (Staged::failed(codes::NOT_LEADER_OR_FOLLOWER), None);
+    };
+    if !partition.has_space(batch.len()) {
+        if let Err(e) = partition.wait_for_space(batch.len()).await {
+            return failed(e);
         }
     }
-    (out, commits)
+    match partition.append(batch) {
+        Ok(info) => (
+            Staged {
+                error: codes::NONE,
+                base_offset: info.base_offset.0,
+                log_append_time_ms: info.log_append_time_ms,
+                log_start_offset: info.log_start_offset.0,
+            },
+            Some((partition, info.last_offset)),
+        ),
+        Err(e) => failed(e),
+    }
 }
 
 #[cfg(test)]
