@@ -15,7 +15,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::native::{all_partitions, assigned, ClientCtx};
+use crate::native::{all_partitions, assigned, precise_sleeps, ClientCtx};
 use crate::stats::{wall_us, WorkerStats};
 use crate::workload::{KeyMode, Subscription};
 
@@ -84,8 +84,12 @@ fn producer_config(ctx: &ClientCtx) -> ClientConfig {
 
 pub fn run_producer(ctx: ClientCtx) -> Result<()> {
     ctx.pin_now();
+    precise_sleeps();
     let w = ctx.workload.clone();
     let start = Instant::now();
+    // Wall clock at `start`: payloads carry the time their message was due (as the native
+    // driver's do), so end-to-end latency counts from the same moment as publish latency.
+    let wall_start_us = wall_us();
     // The threaded producer polls on its own thread, so delivery reports (and so publish
     // latency) are timed as they arrive, not when this loop gets around to polling.
     let producer: ThreadedProducer<Ctx> = producer_config(&ctx)
@@ -126,7 +130,7 @@ pub fn run_producer(ctx: ClientCtx) -> Result<()> {
             start.elapsed().as_micros() as u64
         };
         let size = if lo == hi { lo } else { rng.gen_range(lo..=hi) } as usize;
-        payload[..8].copy_from_slice(&wall_us().to_le_bytes());
+        payload[..8].copy_from_slice(&(wall_start_us + at_us).to_le_bytes());
         key_buf.clear();
         let key: Option<&[u8]> = match mode {
             KeyMode::None => None,

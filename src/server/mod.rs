@@ -196,23 +196,7 @@ async fn serve_connection<H: Handler>(
     // the frame's bytes count against the budget until the response is written.
     let (tx, rx) =
         local_channel::new_bounded::<(Reply, Option<StaticPermit>)>(limits.in_flight_max.max(1));
-    let write_task = glommio::spawn_local(async move {
-        let mut writer = writer;
-        while let Some((reply, permit)) = rx.recv().await {
-            let _permit = permit;
-            let pieces = match reply {
-                Reply::Ready(p) => p,
-                Reply::Deferred(f) => f.await,
-                Reply::Nothing => continue,
-                Reply::Close => break,
-            };
-            if pieces.is_empty() {
-                break;
-            }
-            writev::write_all(fd, &mut writer, pieces).await?;
-        }
-        Ok::<(), std::io::Error>(())
-    });
+    let write_task = glommio::spawn_local(write_replies(fd, writer, rx));
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let read_result: std::io::Result<()> = async {
         loop {
@@ -240,6 +224,68 @@ async fn serve_connection<H: Handler>(
     drop(tx);
     let write_result = write_task.await;
     read_result.and(write_result)
+}
+
+/// Writes the connection's replies in request order. Replies that are already complete
+/// when one is about to be written go out with it in one `sendmsg` (several produce
+/// acknowledgements made durable by the same write, say): one system call, and one
+/// wake-up of the client's reader instead of one per response.
+async fn write_replies<W: futures::AsyncWrite + Unpin>(
+    fd: RawFd,
+    mut writer: W,
+    rx: local_channel::LocalReceiver<(Reply, Option<StaticPermit>)>,
+) -> std::io::Result<()> {
+    let mut next: Option<(Reply, Option<StaticPermit>)> = None;
+    loop {
+        let Some((reply, permit)) = (match next.take() {
+            Some(r) => Some(r),
+            None => rx.recv().await,
+        }) else {
+            return Ok(());
+        };
+        let mut permits = vec![permit];
+        let mut pieces = match reply {
+            Reply::Ready(p) => p,
+            Reply::Deferred(f) => f.await,
+            Reply::Nothing => continue,
+            Reply::Close => return Ok(()),
+        };
+        let mut close = pieces.is_empty();
+        // Gather the replies that are complete already, up to one sendmsg's worth of pieces.
+        while !close && pieces.len() < writev::IOV_MAX {
+            let Some(Some((reply, permit))) = futures_lite::future::poll_once(rx.recv()).await
+            else {
+                break;
+            };
+            let more = match reply {
+                Reply::Ready(p) => p,
+                Reply::Deferred(mut f) => match futures_lite::future::poll_once(&mut f).await {
+                    Some(p) => p,
+                    None => {
+                        // Not complete: written after this batch, in order.
+                        next = Some((Reply::Deferred(f), permit));
+                        break;
+                    }
+                },
+                Reply::Nothing => continue,
+                Reply::Close => {
+                    close = true;
+                    break;
+                }
+            };
+            permits.push(permit);
+            close = more.is_empty();
+            pieces.extend(more);
+        }
+        if !pieces.is_empty() {
+            writev::write_all(fd, &mut writer, pieces).await?;
+        }
+        // The requests' memory is released once their responses are written.
+        drop(permits);
+        if close {
+            return Ok(());
+        }
+    }
 }
 
 /// Read one size-prefixed frame. `Ok(None)` on a clean end of stream between frames.
@@ -492,6 +538,57 @@ mod tests {
             })
             .await;
             writer.await;
+        });
+    }
+
+    /// Replies are written in request order whether they are ready at once, complete
+    /// later, or complete already when gathered with an earlier one; `Nothing` writes
+    /// nothing, and `Close` ends the connection after everything before it.
+    #[test]
+    fn replies_go_out_in_request_order_until_close() {
+        glommio::LocalExecutor::default().run(async {
+            let listener = glommio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let client = glommio::spawn_local(async move {
+                let mut s = TcpStream::connect(addr).await.unwrap();
+                let mut got = Vec::new();
+                s.read_to_end(&mut got).await.unwrap();
+                got
+            });
+            let stream = listener.accept().await.unwrap();
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+            let (reader, writer) = stream.split();
+            drop(reader);
+            let (tx, rx) = local_channel::new_bounded::<(Reply, Option<StaticPermit>)>(16);
+            let ready = |s: &'static str| Reply::Ready(vec![Bytes::from_static(s.as_bytes())]);
+            let later = |s: &'static str, ms: u64| {
+                Reply::Deferred(Box::pin(async move {
+                    glommio::timer::sleep(Duration::from_millis(ms)).await;
+                    vec![Bytes::from_static(s.as_bytes())]
+                }))
+            };
+            let done = |s: &'static str| {
+                Reply::Deferred(Box::pin(std::future::ready(vec![Bytes::from_static(
+                    s.as_bytes(),
+                )])))
+            };
+            let replies = vec![
+                ready("a"),
+                later("b", 5),
+                ready("c"),
+                done("d"),
+                Reply::Nothing,
+                later("e", 1),
+                ready("f"),
+                Reply::Close,
+                ready("never"),
+            ];
+            for r in replies {
+                assert!(tx.send((r, None)).await.is_ok());
+            }
+            write_replies(fd, writer, rx).await.unwrap();
+            drop(tx);
+            assert_eq!(client.await, b"abcdef");
         });
     }
 

@@ -9,7 +9,7 @@ use bytes::{Buf, Bytes};
 use futures::{AsyncWrite, AsyncWriteExt};
 
 /// Linux's IOV_MAX.
-const IOV_MAX: usize = 1024;
+pub(super) const IOV_MAX: usize = 1024;
 
 pub async fn write_all<W: AsyncWrite + Unpin>(
     fd: RawFd,

@@ -27,6 +27,13 @@ impl Notify {
         }
     }
 
+    /// Whether a task waits (or waited and has not been polled since: a dropped waiter's
+    /// waker stays until the next notification, so this may say yes spuriously, never no
+    /// wrongly).
+    pub fn has_waiters(&self) -> bool {
+        !self.wakers.borrow().is_empty()
+    }
+
     /// Resolves once the generation differs from `seen`.
     pub fn wait(&self, seen: u64) -> Wait<'_> {
         Wait { notify: self, seen }
@@ -65,6 +72,12 @@ pub struct AsyncLockGuard<'a> {
 }
 
 impl AsyncLock {
+    /// Whether another task waits for the lock (possibly spuriously, see
+    /// [`Notify::has_waiters`]).
+    pub fn contended(&self) -> bool {
+        self.released.has_waiters()
+    }
+
     pub async fn lock(&self) -> AsyncLockGuard<'_> {
         loop {
             let seen = self.released.generation();
