@@ -6,12 +6,15 @@ page cache anyway) must not lose one.
 (kill -9 cannot tell a broker that fsyncs from one that does not: the power-cut tests
 of the storage seam prove durability; these prove recovery and bookkeeping.)"""
 
+import subprocess
 import threading
 import time
 
 from confluent_kafka import Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
 
+import kwire
+from broker_process import Broker
 from clients import (
     OP_TIMEOUT_S,
     admin,
@@ -327,3 +330,20 @@ def test_retention_deletes_an_idle_partitions_only_segment(broker_factory, topic
     broker.start()
     low, high = watermarks(broker.bootstrap, topic_name, 0)
     assert low >= 20 and high == 21, (low, high)
+
+
+def test_second_broker_on_a_running_brokers_directory_or_port_exits(broker, tmp_path):
+    """Kafka's `.lock`: a second broker process on a running broker's data directory exits
+    with an error instead of writing the same segments. One on its port exits too: the
+    shards bind with SO_REUSEPORT, which would let it take a share of the connections.
+    The first broker keeps serving."""
+    same_dir = Broker(broker.data_dir, tmp_path / "same-dir.log")
+    r = subprocess.run(same_dir.command(), capture_output=True, timeout=60, cwd=tmp_path)
+    assert r.returncode != 0, r.stderr
+    assert b"another broker process is using data directory" in r.stderr, r.stderr
+    same_port = Broker(tmp_path / "other-data", tmp_path / "same-port.log", port=broker.port)
+    r = subprocess.run(same_port.command(), capture_output=True, timeout=60, cwd=tmp_path)
+    assert r.returncode != 0, r.stderr
+    assert f"failed to bind to 127.0.0.1:{broker.port}".encode() in r.stderr, r.stderr
+    kwire.api_versions(broker.port, timeout_s=5.0)
+    assert broker.alive()

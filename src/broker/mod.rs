@@ -204,6 +204,9 @@ pub fn run(settings: BrokerSettings) -> anyhow::Result<()> {
         "starting"
     );
     std::fs::create_dir_all(&settings.data_dir)?;
+    // Held until the broker has stopped.
+    let _data_dir_lock = lock_data_dir(&settings.data_dir)?;
+    ensure_listener_free(settings.listen_addr)?;
     let runtime_config = shards::runtime::RuntimeConfig {
         shard_count: settings.shard_count,
         pin: settings.pin,
@@ -239,6 +242,75 @@ pub fn run(settings: BrokerSettings) -> anyhow::Result<()> {
     info!("stopped");
     Ok(())
 }
+
+/// Kafka's lock file in each log directory.
+pub const DATA_DIR_LOCK_NAME: &str = ".lock";
+
+/// Takes the data directory's lock (an exclusive `flock` on `.lock`, as Kafka does), so
+/// that a second broker process started on the same directory — a copied config, a
+/// restart before the old process is gone — exits instead of writing the same segments.
+/// The lock lasts as long as the returned file is open.
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use anyhow::Context;
+    let path = dir.join(DATA_DIR_LOCK_NAME);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    // SAFETY: flock on a descriptor this function owns; no memory is involved.
+    if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        anyhow::bail!(
+            "failed to acquire lock on {} ({e}): another broker process is using data directory {}",
+            path.display(),
+            dir.display()
+        );
+    }
+    Ok(file)
+}
+
+/// The shards' listeners share the port through SO_REUSEPORT, which would also let a
+/// second broker process of the same user join the group and silently take a share of
+/// the connections. So a listener already there is refused, as Kafka's failed bind is.
+/// Found by connecting, not by a probe bind: a plain bind would also fail on the
+/// connections the previous broker on this port left in TIME_WAIT (they are SO_REUSEPORT
+/// sockets), a SO_REUSEPORT one would join the other broker's group.
+fn ensure_listener_free(addr: SocketAddr) -> anyhow::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let target = match addr.ip() {
+        ip if !ip.is_unspecified() => addr,
+        std::net::IpAddr::V4(_) => SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port())),
+        std::net::IpAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
+    };
+    // A broker that just died can leave its listener accepting for a moment: the kernel
+    // releases the sockets its io_uring held only after the process is gone. Another
+    // broker's listener stays.
+    let deadline = std::time::Instant::now() + LISTENER_GONE_WAIT;
+    loop {
+        if std::net::TcpStream::connect_timeout(&target, LISTENER_PROBE_TIMEOUT).is_err() {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "socket server failed to bind to {addr}: another process is listening there \
+                 (it accepted connections to {target} for {LISTENER_GONE_WAIT:?})"
+            );
+        }
+        std::thread::sleep(LISTENER_PROBE_INTERVAL);
+    }
+}
+
+/// How long the start-up check waits for a connection to its own address (refused at
+/// once when nothing listens on a local address).
+const LISTENER_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a listener found on the broker's address may take to go away.
+const LISTENER_GONE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const LISTENER_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
 async fn shard_main(
     id: ShardId,
