@@ -243,7 +243,8 @@ async fn write_replies<W: futures::AsyncWrite + Unpin>(
         }) else {
             return Ok(());
         };
-        let mut permits = vec![permit];
+        // Most requests are small and hold no permit: no allocation for them.
+        let mut permits: Vec<StaticPermit> = permit.into_iter().collect();
         let mut pieces = match reply {
             Reply::Ready(p) => p,
             Reply::Deferred(f) => f.await,
@@ -273,7 +274,7 @@ async fn write_replies<W: futures::AsyncWrite + Unpin>(
                     break;
                 }
             };
-            permits.push(permit);
+            permits.extend(permit);
             close = more.is_empty();
             pieces.extend(more);
         }
