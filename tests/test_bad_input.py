@@ -220,3 +220,51 @@ def test_many_stalled_connections_do_not_block_others(healthy_broker):
         for s in socks:
             s.close()
     assert_still_serving(b)
+
+
+def fetch_v4_many(topic, offsets, max_wait_ms, correlation_id):
+    """Fetch v4 of several partitions of one topic: {partition: offset}, min_bytes 1."""
+    body = struct.pack(">iiiib", -1, max_wait_ms, 1, 16 << 20, 0)
+    body += struct.pack(">i", 1) + kwire.string(topic) + struct.pack(">i", len(offsets))
+    for p, o in offsets.items():
+        body += struct.pack(">iqi", p, o, 1 << 20)
+    return kwire.frame(kwire.header(kwire.API_FETCH, 4, correlation_id) + body)
+
+
+def test_answered_long_polls_leave_no_waiters_behind(broker, topic_name):
+    """A long poll over partitions of both shards, answered by data on one shard, must not
+    leave its waiter on the other shard until max.wait.ms: a client long-polling (here for
+    60 s) an idle shard's partitions while another shard's get data would otherwise pile
+    up waiters without bound (~40 KiB each here: 20 MiB per 500 polls). Each phase feeds
+    one partition; partitions 0 and 1 are placed on different shards (least-loaded
+    placement), so one of the phases answers from the shard the connection is not on."""
+    from clients import create_topic
+
+    partitions = 400
+    polls = 1000
+    create_topic(broker.bootstrap, topic_name, partitions)
+    batch = kwire.record_batch([(None, b"x")], int(time.time() * 1000))
+    offsets = {p: 0 for p in range(partitions)}
+    corr = 0
+    with kwire.connect(broker.port) as fetcher, kwire.connect(broker.port) as producer:
+
+        def poll_once(partition):
+            nonlocal corr
+            corr += 1
+            fetcher.sendall(fetch_v4_many(topic_name, offsets, 60_000, corr))
+            time.sleep(0.001)  # the poll is waiting when the record arrives
+            producer.sendall(kwire.produce_request(topic_name, partition, batch, correlation_id=corr))
+            err, base = kwire.parse_produce_v3(kwire.read_frame(producer))[(topic_name, partition)]
+            assert err == 0
+            err, hw, records = kwire.parse_fetch_v4(kwire.read_frame(fetcher))[(topic_name, partition)]
+            assert (err, hw) == (0, base + 1) and records
+            offsets[partition] = hw
+
+        for partition in (0, 1):
+            for _ in range(50):  # warm up: first-use allocations are not waiters
+                poll_once(partition)
+            before = broker.rss_kib()
+            for _ in range(polls):
+                poll_once(partition)
+            growth = broker.rss_kib() - before
+            assert growth < 10 * 1024, f"RSS grew by {growth} KiB over {polls} long polls fed by partition {partition}"

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::channel::oneshot;
+use futures::future::Either;
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use shards::{LeaderEpoch, Offset, ShardId, TopicPartition};
 
@@ -239,19 +241,36 @@ pub fn check_epoch(requested: i32, current: LeaderEpoch) -> i16 {
 
 /// Wait until any asked partition has committed data beyond its fetch offset, or the
 /// deadline. Each home shard waits on its partitions' append notifications.
+///
+/// Returning (or being dropped with its request) ends every waiter still waiting on another
+/// shard: each holds the receiver of a `stop` sender kept here. Without that, a long poll
+/// answered by one shard's data left the other shards' waiters in place until their own
+/// partitions got data or `max_wait_ms` (up to 24 days) passed — a client long-polling
+/// partitions of an idle shard piled them up without bound (about 40 KiB each for 200
+/// partitions).
 async fn wait_for_data(by_shard: &BTreeMap<ShardId, Vec<PartAsk>>, deadline: Instant) {
-    let waits = by_shard.iter().map(|(shard, asks)| {
+    let mut stops = Vec::with_capacity(by_shard.len());
+    let mut waits = Vec::with_capacity(by_shard.len());
+    for (shard, asks) in by_shard {
         let asks: Vec<(TopicPartition, i64)> =
             asks.iter().map(|a| (a.tp.clone(), a.offset)).collect();
-        Box::pin(shards::runtime::invoke_on(*shard, move || {
-            wait_local(asks, deadline)
-        }))
-    });
-    let waits: Vec<_> = waits.collect();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        stops.push(stop_tx);
+        waits.push(Box::pin(shards::runtime::invoke_on(*shard, move || {
+            wait_local(asks, deadline, stop_rx)
+        })));
+    }
     let _ = futures::future::select_all(waits).await;
+    drop(stops);
 }
 
-async fn wait_local(asks: Vec<(TopicPartition, i64)>, deadline: Instant) {
+/// Wait on this shard until an asked partition has data past its offset, the deadline, or
+/// the asking fetch no longer waits (`stop`'s sender dropped).
+async fn wait_local(
+    asks: Vec<(TopicPartition, i64)>,
+    deadline: Instant,
+    mut stop: oneshot::Receiver<()>,
+) {
     let st = state();
     loop {
         let mut subs = Vec::with_capacity(asks.len());
@@ -273,6 +292,9 @@ async fn wait_local(asks: Vec<(TopicPartition, i64)>, deadline: Instant) {
             return;
         }
         let timer = Box::pin(glommio::timer::sleep(deadline - now));
-        let _ = futures::future::select(futures::future::select_all(subs), timer).await;
+        let changed = futures::future::select(futures::future::select_all(subs), timer);
+        if let Either::Right(_) = futures::future::select(changed, &mut stop).await {
+            return;
+        }
     }
 }
