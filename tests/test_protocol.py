@@ -195,3 +195,98 @@ def test_max_connections(broker_factory):
     finally:
         for s in socks:
             s.close()
+
+
+def _fetch_v4(topic, offsets, max_wait_ms, max_bytes, correlation_id):
+    """Fetch v4 of {partition: offset} of one topic, min_bytes 1, 1 MiB per partition."""
+    body = struct.pack(">iiiib", -1, max_wait_ms, 1, max_bytes, 0)
+    body += struct.pack(">i", 1) + kwire.string(topic) + struct.pack(">i", len(offsets))
+    for p, o in offsets.items():
+        body += struct.pack(">iqi", p, o, 1 << 20)
+    return kwire.frame(kwire.header(kwire.API_FETCH, 4, correlation_id) + body)
+
+
+def _produce_v3(topic, batch_by_partition, correlation_id):
+    """Produce v3, acks=1: one batch for each partition, in one request."""
+    body = kwire.string(None) + struct.pack(">hi", 1, 5000)
+    body += struct.pack(">i", 1) + kwire.string(topic) + struct.pack(">i", len(batch_by_partition))
+    for p, batch in batch_by_partition.items():
+        body += struct.pack(">ii", p, len(batch)) + batch
+    return kwire.frame(kwire.header(kwire.API_PRODUCE, 3, correlation_id) + body)
+
+
+def _check_budget(parts, max_bytes):
+    """Whole batches only, each partition's data starting at its fetch offset, and at most
+    max_bytes in all — unless the response is a single batch (Kafka returns the first batch
+    even when it is larger). Returns the number of batches."""
+    total_bytes = 0
+    total_batches = 0
+    for (_, p), (err, _hw, records) in parts.items():
+        assert err == 0, (p, err)
+        bs = kwire.batches(records)
+        whole = sum(12 + struct.unpack_from(">i", records, pos + 8)[0] for pos in _batch_starts(records))
+        assert whole == len(records) and len(bs) == len(_batch_starts(records)), f"partition {p}: a partial batch"
+        assert all(b["crc_ok"] for b in bs)
+        total_bytes += len(records)
+        total_batches += len(bs)
+    assert total_batches >= 1
+    assert total_bytes <= max_bytes or total_batches == 1, f"{total_bytes} bytes in {total_batches} batches for max_bytes {max_bytes}"
+    return total_batches
+
+
+def _batch_starts(records):
+    starts, pos = [], 0
+    while pos + 12 <= len(records):
+        starts.append(pos)
+        pos += 12 + struct.unpack_from(">i", records, pos + 8)[0]
+    return starts
+
+
+def test_fetch_max_bytes_is_one_budget_across_shards(broker_factory, topic_name):
+    """max_bytes bounds the whole Fetch response when its partitions live on three shards
+    — read in turn when data is there, or all waiting at once in a long poll and each
+    reading when woken (then the replies are cut back at batch boundaries). The first batch
+    is returned even when it is larger than max_bytes."""
+    b = broker_factory(cores=3)
+    partitions = 6
+    create_topic(b.bootstrap, topic_name, partitions)
+    batch = kwire.record_batch([(None, b"v" * 1000)], int(time.time() * 1000))
+    one = len(batch)
+    ends = {p: 0 for p in range(partitions)}
+    corr = 0
+    with kwire.connect(b.port) as fetcher, kwire.connect(b.port) as producer:
+
+        def produce_all():
+            nonlocal corr
+            corr += 1
+            producer.sendall(_produce_v3(topic_name, {p: batch for p in range(partitions)}, corr))
+            acks = kwire.parse_produce_v3(kwire.read_frame(producer))
+            for p in range(partitions):
+                err, base = acks[(topic_name, p)]
+                assert err == 0
+                ends[p] = base + 1
+
+        def fetch(offsets, max_wait_ms, max_bytes):
+            nonlocal corr
+            corr += 1
+            fetcher.sendall(_fetch_v4(topic_name, offsets, max_wait_ms, max_bytes, corr))
+            return corr
+
+        # Data already there: three batches in every partition.
+        for _ in range(3):
+            produce_all()
+        for max_bytes, batches_max in ((int(2.5 * one), 2), (100, 1), (64 * one, 18)):
+            fetch({p: 0 for p in range(partitions)}, 1000, max_bytes)
+            parts = kwire.parse_fetch_v4(kwire.read_frame(fetcher))
+            n = _check_budget(parts, max_bytes)
+            assert n == batches_max, (max_bytes, n)
+        # Long polls at the end of every partition, woken by one produce to all of them.
+        for _ in range(20):
+            offsets = dict(ends)
+            t0 = time.monotonic()
+            fetch(offsets, 10_000, int(2.5 * one))
+            time.sleep(0.005)  # the poll is parked when the records arrive
+            produce_all()
+            parts = kwire.parse_fetch_v4(kwire.read_frame(fetcher))
+            assert time.monotonic() - t0 < 5, "the long poll was not woken by the append"
+            _check_budget(parts, int(2.5 * one))
