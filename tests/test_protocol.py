@@ -290,3 +290,25 @@ def test_fetch_max_bytes_is_one_budget_across_shards(broker_factory, topic_name)
             parts = kwire.parse_fetch_v4(kwire.read_frame(fetcher))
             assert time.monotonic() - t0 < 5, "the long poll was not woken by the append"
             _check_budget(parts, int(2.5 * one))
+
+
+def test_fetch_returns_an_oversized_first_batch_behind_empty_partitions(broker, topic_name):
+    """The first batch with data is returned even when larger than max_bytes, also when the
+    partitions before it — on another shard, read first — have nothing. Partitions 0 and 1
+    are placed on different shards; each one gets the only data once, so one of the two
+    rounds has the empty partition on the shard read first. max_wait 0: read once."""
+    create_topic(broker.bootstrap, topic_name, 2)
+    batch = kwire.record_batch([(None, b"v" * 1000)], int(time.time() * 1000))
+    corr = 0
+    with kwire.connect(broker.port) as s:
+        for full in (0, 1):
+            corr += 1
+            s.sendall(kwire.produce_request(topic_name, full, batch, correlation_id=corr))
+            assert kwire.parse_produce_v3(kwire.read_frame(s))[(topic_name, full)][0] == 0
+            empty = 1 - full
+            corr += 1
+            # partition `empty` is at its end (offset 1 after round 0, 0 before it)
+            s.sendall(_fetch_v4(topic_name, {0: 1 if full == 1 else 0, 1: 0}, 0, 100, corr))
+            parts = kwire.parse_fetch_v4(kwire.read_frame(s))
+            err, _hw, records = parts[(topic_name, full)]
+            assert err == 0 and len(kwire.batches(records)) == 1, f"no batch from partition {full} behind empty {empty}"

@@ -151,33 +151,13 @@ pub async fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
 }
 
 /// One read round over every home shard, shard by shard so the response budget is shared
-/// in request order (the first batch of the first partition is returned even when larger).
+/// in request order (the first batch of the first partition with data is returned even
+/// when larger).
 async fn read_all(
     by_shard: &BTreeMap<ShardId, Vec<PartAsk>>,
     max_bytes: usize,
 ) -> Vec<(usize, PartData)> {
-    let mut out = Vec::new();
-    let mut budget = max_bytes;
-    for (shard, asks) in by_shard {
-        let asks = asks.clone();
-        let first = out.is_empty();
-        let r = shards::runtime::invoke_on(*shard, move || read_local(asks, budget, first)).await;
-        match r {
-            Ok(parts) => {
-                for (slot, d) in parts {
-                    budget = budget.saturating_sub(d.bytes());
-                    out.push((slot, d));
-                }
-            }
-            Err(e) => {
-                let code = codes::code_of(&e.into());
-                for a in by_shard[shard].iter() {
-                    out.push((a.slot, PartData::error(code)));
-                }
-            }
-        }
-    }
-    out
+    read_in_turn(by_shard, None, Vec::new(), max_bytes).await
 }
 
 /// A long poll with `min_bytes` ≤ 1 touching other shards: one message per other shard,
@@ -199,7 +179,7 @@ async fn read_or_wait(
     if !local.is_empty() {
         let out = read_local(local.clone(), max_bytes, true).await;
         if has_data_or_error(&out) {
-            return read_rest(by_shard, here, out, max_bytes).await;
+            return read_in_turn(by_shard, Some(here), out, max_bytes).await;
         }
     }
     // Each waiting shard holds the receiver of one of `stops`: dropping them makes the
@@ -219,8 +199,7 @@ async fn read_or_wait(
     let mut out: Vec<(usize, PartData)> = Vec::new();
     {
         // The local partitions' waiter never needs stopping: it is dropped with this scope.
-        let (_keep, never) = oneshot::channel::<()>();
-        let mut never = never;
+        let (_keep, mut never) = oneshot::channel::<()>();
         let local_tps: Vec<(TopicPartition, i64)> =
             local.iter().map(|a| (a.tp.clone(), a.offset)).collect();
         // With no local partitions only the other shards can answer; they end at the
@@ -266,16 +245,17 @@ async fn read_or_wait(
     out
 }
 
-/// The partitions of the other shards, read one shard after the other with what is left of
-/// the budget after `out` (as [`read_all`]).
-async fn read_rest(
+/// The partitions of every shard but `skip`, read one shard after the other with what is
+/// left of the budget after `out`.
+async fn read_in_turn(
     by_shard: &BTreeMap<ShardId, Vec<PartAsk>>,
-    here: ShardId,
+    skip: Option<ShardId>,
     mut out: Vec<(usize, PartData)>,
     max_bytes: usize,
 ) -> Vec<(usize, PartData)> {
-    for (shard, asks) in by_shard.iter().filter(|(s, _)| **s != here) {
+    for (shard, asks) in by_shard.iter().filter(|(s, _)| Some(**s) != skip) {
         let used: usize = out.iter().map(|(_, d)| d.bytes()).sum();
+        // "First" is the first partition with data, not the first one read.
         let first = used == 0;
         let budget = max_bytes.saturating_sub(used);
         let slots: Vec<usize> = asks.iter().map(|a| a.slot).collect();
