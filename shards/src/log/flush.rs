@@ -666,7 +666,7 @@ impl<S: Storage> Log<S> {
         self.budgets.in_flight_bytes.set(shard - c.data_bytes);
         self.budgets.space.notify_all();
         self.budgets.evict();
-        self.changed.notify_all();
+        self.notify_changed();
     }
 
     /// A sealed segment: sync, trim the preallocated tail, write its indexes, close it.
@@ -704,7 +704,7 @@ impl<S: Storage> Log<S> {
             inner.recovery_point_dirty = true;
         }
         drop(inner);
-        self.changed.notify_all();
+        self.notify_changed();
         Ok(())
     }
 
@@ -765,7 +765,7 @@ impl<S: Storage> Log<S> {
             inner.messages_since_sync = 0;
             inner.last_sync_ms = now_ms;
             drop(inner);
-            self.changed.notify_all();
+            self.notify_changed();
         }
         if self.inner.borrow().recovery_point_dirty {
             if self.inner.borrow().epochs_dirty {

@@ -37,7 +37,7 @@ impl<S: Storage> Log<S> {
         if let Err(e) = &r {
             self.fail(format!("truncation failed: {e}"));
         }
-        self.changed.notify_all();
+        self.notify_changed();
         r
     }
 
@@ -219,7 +219,7 @@ impl<S: Storage> Log<S> {
             )
             .await?;
             self.write_epoch_checkpoint().await?;
-            self.changed.notify_all();
+            self.notify_changed();
         }
         let doomed: Vec<i64> = {
             let inner = self.inner.borrow();
@@ -395,7 +395,7 @@ impl<S: Storage> Log<S> {
         }
         self.shared.stop.set(true);
         self.shared.work.notify_all();
-        self.changed.notify_all();
+        self.notify_changed();
         Ok(())
     }
 
@@ -412,7 +412,7 @@ impl<S: Storage> Log<S> {
         }
         self.shared.stop.set(true);
         self.shared.work.notify_all();
-        self.changed.notify_all();
+        self.notify_changed();
         let name = self
             .dir
             .file_name()

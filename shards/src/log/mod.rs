@@ -553,8 +553,14 @@ pub struct Log<S: Storage> {
     log_id: u64,
     inner: RefCell<Inner<S>>,
     shared: Rc<Shared>,
-    /// Fires when log end, durable offset, log start or failure state move.
+    /// Fires when log end, durable offset, log start or failure state move: the log's own
+    /// waiters (acknowledgements, in-flight space).
     changed: Notify,
+    /// Fires right after `changed`: Fetch long polls ([`Log::watch`]). A second list so that
+    /// the tasks acknowledging produces are woken, and so run, before the fetches woken by
+    /// the same write: a producer waits for its answer, a consumer's long poll only for data
+    /// (glommio runs woken tasks in wake order).
+    watchers: Notify,
     io_lock: AsyncLock,
     weak_self: Weak<Log<S>>,
     pub stats: LogStats,
@@ -619,6 +625,7 @@ impl<S: Storage> Log<S> {
                 stop: Cell::new(false),
             }),
             changed: Notify::default(),
+            watchers: Notify::default(),
             io_lock: AsyncLock::default(),
             weak_self: weak_self.clone(),
             stats: LogStats::default(),
@@ -818,7 +825,7 @@ impl<S: Storage> Log<S> {
             .push_back((owner, info.base_offset.0));
         self.budgets.evict();
         self.shared.work.notify_all();
-        self.changed.notify_all();
+        self.notify_changed();
         info
     }
 
@@ -910,12 +917,18 @@ impl<S: Storage> Log<S> {
     /// A generation number for [`Log::changed_since`] (Fetch long-poll): read it, check the
     /// offsets, then wait.
     pub fn watch(&self) -> u64 {
-        self.changed.generation()
+        self.watchers.generation()
     }
 
     /// Resolves when the log end, durable offset or log start moved since `generation`.
     pub async fn changed_since(&self, generation: u64) {
-        self.changed.wait(generation).await
+        self.watchers.wait(generation).await
+    }
+
+    /// Wakes the log's own waiters first, then the long polls (see `watchers`).
+    fn notify_changed(&self) {
+        self.changed.notify_all();
+        self.watchers.notify_all();
     }
 
     /// The record with the largest timestamp (ListOffsets MAX_TIMESTAMP): its batch's last
@@ -994,7 +1007,7 @@ impl<S: Storage> Log<S> {
         let mut inner = self.inner.borrow_mut();
         inner.failed.get_or_insert(reason);
         drop(inner);
-        self.changed.notify_all();
+        self.notify_changed();
     }
 
     /// Whether the log hit an I/O error (it then refuses writes; reopen to recover).

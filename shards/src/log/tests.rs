@@ -1,6 +1,7 @@
 //! Log tests on the simulated storage (model-based properties, power cuts) and on real DMA
 //! files. Every test runs inside a glommio executor because the flusher is a glommio task.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -606,6 +607,46 @@ fn offset_for_timestamp_finds_first_record_at_or_after() {
             assert_eq!(got, want.map(|(o, t)| (Offset(o), t)), "ts {ts}");
         }
         assert_eq!(log.max_timestamp(), Some((Offset(199), 49_003)));
+    });
+}
+
+/// A write that becomes durable wakes the produces waiting for it before the long polls
+/// watching the log, even when the long poll started waiting first: glommio runs woken
+/// tasks in wake order, and a producer waits for its answer while a consumer only waits
+/// for data.
+#[test]
+fn durability_wakes_acknowledgements_before_long_polls() {
+    run(|| async {
+        let s = SimStorage::new();
+        let log = open_sim(&s, LogConfig::default(), clock()).await;
+        s.set_write_delay(std::time::Duration::from_millis(20));
+        let last = log
+            .append(make_batch(1, 100, 1, 1), LeaderEpoch(0))
+            .unwrap()
+            .last_offset;
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let (poll_log, poll_order) = (log.clone(), order.clone());
+        let long_poll = glommio::spawn_local(async move {
+            loop {
+                let seen = poll_log.watch();
+                if poll_log.durable_offset() > last {
+                    poll_order.borrow_mut().push("long poll");
+                    return;
+                }
+                poll_log.changed_since(seen).await;
+            }
+        });
+        // The long poll is registered before the acknowledgement starts waiting.
+        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        assert!(order.borrow().is_empty(), "the write completed too early");
+        let (ack_log, ack_order) = (log.clone(), order.clone());
+        let ack = glommio::spawn_local(async move {
+            ack_log.wait_durable(last).await.unwrap();
+            ack_order.borrow_mut().push("ack");
+        });
+        ack.await;
+        long_poll.await;
+        assert_eq!(*order.borrow(), vec!["ack", "long poll"]);
     });
 }
 
