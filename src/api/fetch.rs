@@ -468,31 +468,47 @@ async fn wait_local(
     deadline: Instant,
     stop: &mut oneshot::Receiver<()>,
 ) {
+    if wait_local_woken(asks, deadline, stop).await {
+        // Data came while waiting. The write that made it durable woke the produces
+        // waiting for it first (`Log::watch`), and they woke their answers' writers: let
+        // those run before this fetch reads and answers (glommio runs tasks in wake order).
+        glommio::executor().yield_now().await;
+    }
+}
+
+/// [`wait_local`]'s loop; true when it ends with data that came after it started waiting.
+async fn wait_local_woken(
+    asks: &[(TopicPartition, i64)],
+    deadline: Instant,
+    stop: &mut oneshot::Receiver<()>,
+) -> bool {
     let st = state();
+    let mut waited = false;
     loop {
         let mut subs = Vec::with_capacity(asks.len());
         for (tp, offset) in asks {
             let Some(p) = st.local_partition(tp) else {
-                return;
+                return false;
             };
             if p.high_watermark().0 > *offset {
-                return;
+                return waited;
             }
             let generation = p.watch();
             if p.high_watermark().0 > *offset {
-                return;
+                return waited;
             }
             subs.push(Box::pin(async move { p.changed_since(generation).await }));
         }
         let now = Instant::now();
         if now >= deadline || subs.is_empty() {
-            return;
+            return false;
         }
         let timer = Box::pin(glommio::timer::sleep(deadline - now));
         let changed = futures::future::select(futures::future::select_all(subs), timer);
         if let Either::Right(_) = futures::future::select(changed, &mut *stop).await {
-            return;
+            return false;
         }
+        waited = true;
     }
 }
 
