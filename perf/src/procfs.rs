@@ -32,6 +32,26 @@ pub fn parse_stat_cpu_ticks(stat: &str) -> Result<u64> {
     Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
 }
 
+/// Steal time so far, all CPUs (seconds): time the hypervisor ran something else while
+/// this VM's CPUs had work.
+pub fn steal_seconds() -> Result<f64> {
+    let stat = fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    parse_steal_ticks(&stat).map(|ticks| ticks as f64 / clock_ticks_per_s())
+}
+
+/// The steal field (the 8th number) of /proc/stat's first line, `cpu  user nice system idle
+/// iowait irq softirq steal ...`.
+pub fn parse_steal_ticks(stat: &str) -> Result<u64> {
+    let line = stat.lines().next().context("empty /proc/stat")?;
+    let mut fields = line.split_whitespace();
+    ensure!(
+        fields.next() == Some("cpu"),
+        "/proc/stat does not start with 'cpu'"
+    );
+    let steal = fields.nth(7).context("no steal field in /proc/stat")?;
+    Ok(steal.parse::<u64>()?)
+}
+
 /// Resident set size in bytes (VmRSS).
 pub fn rss_bytes(pid: u32) -> Result<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -119,6 +139,14 @@ pub fn pid_by_port(port: u16) -> Result<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steal_is_the_eighth_number_of_the_cpu_line() {
+        let stat = "cpu  10 1 20 300 4 0 2 77 0 0\ncpu0 5 0 10 150 2 0 1 40 0 0\n";
+        assert_eq!(parse_steal_ticks(stat).unwrap(), 77);
+        assert!(parse_steal_ticks("cpu  10 1 20\n").is_err());
+        assert!(parse_steal_ticks("intr 1 2 3 4 5 6 7 8 9\n").is_err());
+    }
 
     #[test]
     fn stat_fields_after_odd_names() {

@@ -149,6 +149,12 @@ pub const METRICS: &[Metric] = &[
         get: |r| Some(r.client_cpu_s),
     },
     Metric {
+        name: "host steal (all CPUs)",
+        unit: "s",
+        better: Better::Neither,
+        get: |r| r.steal_s,
+    },
+    Metric {
         name: "errors",
         unit: "count",
         better: Better::Lower,

@@ -104,6 +104,10 @@ pub struct RunResult {
     pub broker_rss_max_bytes: Option<u64>,
     /// This harness's own CPU over the window (the client shares the machine).
     pub client_cpu_s: f64,
+    /// CPU time the hypervisor took from this VM over the window (all CPUs, `/proc/stat`
+    /// steal): a run with seconds of it measured the host, not the broker.
+    #[serde(default)]
+    pub steal_s: Option<f64>,
     /// All messages acknowledged (or sent, with acks=0) over the whole run, and consumed.
     pub produced_total: u64,
     pub consumed_total: u64,
@@ -157,6 +161,10 @@ fn port_of(bootstrap: &str) -> Option<u16> {
 
 fn broker_cpu(pid: Option<u32>) -> Option<f64> {
     pid.and_then(|p| procfs::cpu_seconds(p).ok())
+}
+
+fn steal_s() -> Option<f64> {
+    procfs::steal_seconds().ok()
 }
 
 fn self_cpu() -> f64 {
@@ -382,6 +390,7 @@ pub fn run_once(
         broker_cores_busy: broker_cpu_s.map(|c| c / m.seconds.max(1e-9)),
         broker_rss_max_bytes: rss_max,
         client_cpu_s: m.client_cpu_s,
+        steal_s: m.steal_s,
         produced_total: m.produced_total,
         consumed_total: m.consumed_total,
         errors_total: m.errors_total,
@@ -400,6 +409,7 @@ struct Measured {
     cpu_before: Option<f64>,
     cpu_after: Option<f64>,
     client_cpu_s: f64,
+    steal_s: Option<f64>,
     produced_total: u64,
     consumed_total: u64,
     errors_total: u64,
@@ -430,7 +440,7 @@ fn run_live(
     let producers = spawn_clients(base, w.producers, opts, true, 0)?;
     let start = Instant::now();
     let warmup = Duration::from_secs(w.warmup_s);
-    let mut warm: Option<(Instant, Counts, Counts, Option<f64>, f64)> = None;
+    let mut warm: Option<(Instant, Counts, Counts, Option<f64>, f64, Option<f64>)> = None;
     let mut timeline = Vec::new();
     let mut last = (Instant::now(), Counts::default(), Counts::default());
     let empty: Vec<Arc<WorkerStats>> = Vec::new();
@@ -467,9 +477,9 @@ fn run_live(
             None if now - start >= warmup => {
                 merge_total(&producers.stats, true);
                 merge_total(cstats, true);
-                warm = Some((now, pc, cc, broker_cpu(pid), self_cpu()));
+                warm = Some((now, pc, cc, broker_cpu(pid), self_cpu(), steal_s()));
             }
-            Some((t0, pc0, _, _, _)) => {
+            Some((t0, pc0, _, _, _, _)) => {
                 let elapsed = (now - t0).as_secs_f64();
                 let enough_bytes = pc.minus(pc0).bytes >= w.produce_bytes_min;
                 if (elapsed >= w.duration_s as f64 && enough_bytes)
@@ -481,15 +491,16 @@ fn run_live(
             None => {}
         }
     };
-    let (t0, pc0, cc0, cpu0, self0) = warm.unwrap_or((
+    let (t0, pc0, cc0, cpu0, self0, steal0) = warm.unwrap_or((
         start,
         Counts::default(),
         Counts::default(),
         broker_cpu(pid),
         0.0,
+        None,
     ));
     let (pc1, cc1) = (Counts::of(&producers.stats), Counts::of(cstats));
-    let (cpu1, self1) = (broker_cpu(pid), self_cpu());
+    let (cpu1, self1, steal1) = (broker_cpu(pid), self_cpu(), steal_s());
     let publish = Percentiles::of(&merge_total(&producers.stats, false));
     let e2e_window = merge_total(cstats, false);
     let seconds = (end - t0).as_secs_f64();
@@ -532,6 +543,7 @@ fn run_live(
         cpu_before: cpu0,
         cpu_after: cpu1,
         client_cpu_s: self1 - self0,
+        steal_s: steal1.zip(steal0).map(|(b, a)| b - a),
         produced_total: pfinal.msgs,
         consumed_total,
         errors_total,
@@ -604,7 +616,7 @@ fn run_backlog(
             .or(pid);
         BROKER_PID.with(|p| p.set(pid));
     }
-    let (cpu0, self0) = (broker_cpu(pid), self_cpu());
+    let (cpu0, self0, steal0) = (broker_cpu(pid), self_cpu(), steal_s());
     let t0 = Instant::now();
     let consumers = spawn_clients(base, w.consumers, opts, false, producers_n as usize)?;
     let cap = Duration::from_secs(w.duration_s + w.drain_timeout_s);
@@ -640,7 +652,7 @@ fn run_backlog(
         }
     }
     let seconds = t0.elapsed().as_secs_f64();
-    let (cpu1, self1) = (broker_cpu(pid), self_cpu());
+    let (cpu1, self1, steal1) = (broker_cpu(pid), self_cpu(), steal_s());
     let cstats = consumers.stats.clone();
     let consumer_result = consumers.join();
     let cc = Counts::of(&cstats);
@@ -662,6 +674,7 @@ fn run_backlog(
         cpu_before: cpu0,
         cpu_after: cpu1,
         client_cpu_s: self1 - self0,
+        steal_s: steal1.zip(steal0).map(|(b, a)| b - a),
         produced_total: produced.msgs,
         consumed_total: cc.msgs,
         errors_total: produced.errors + cc.errors,
