@@ -163,6 +163,10 @@ fn broker_cpu(pid: Option<u32>) -> Option<f64> {
     pid.and_then(|p| procfs::cpu_seconds(p).ok())
 }
 
+/// Where the measured window starts: time, producer and consumer counts, broker CPU,
+/// own CPU, host steal.
+type WarmMark = (Instant, Counts, Counts, Option<f64>, f64, Option<f64>);
+
 fn steal_s() -> Option<f64> {
     procfs::steal_seconds().ok()
 }
@@ -440,7 +444,7 @@ fn run_live(
     let producers = spawn_clients(base, w.producers, opts, true, 0)?;
     let start = Instant::now();
     let warmup = Duration::from_secs(w.warmup_s);
-    let mut warm: Option<(Instant, Counts, Counts, Option<f64>, f64, Option<f64>)> = None;
+    let mut warm: Option<WarmMark> = None;
     let mut timeline = Vec::new();
     let mut last = (Instant::now(), Counts::default(), Counts::default());
     let empty: Vec<Arc<WorkerStats>> = Vec::new();
