@@ -8,12 +8,15 @@ import time
 import pytest
 from confluent_kafka import (
     TIMESTAMP_CREATE_TIME,
+    KafkaException,
     Producer,
     TopicPartition,
 )
+from confluent_kafka.admin import OffsetSpec
 
 import kwire
 from clients import (
+    admin,
     conf_for,
     assert_delivered,
     by_partition,
@@ -254,6 +257,58 @@ def test_offsets_for_times_out_of_order_timestamps(broker, topic_name):
             assert tp.offset == want, f"target +{target - ts0}: offset {tp.offset}, want {want}"
     finally:
         c.close()
+
+
+def test_admin_list_offsets_max_timestamp_names_the_exact_record(broker, topic_name):
+    """ListOffsets through librdkafka's admin API: MAX_TIMESTAMP answers the record that
+    carries the largest timestamp (Kafka 3.8+), not the last offset of its batch, and a
+    by-time query answers the found record's own timestamp."""
+    create_topic(broker.bootstrap, topic_name, 1)
+    ts0 = 1_700_000_000_000
+    stamps = [ts0 + d for d in (0, 100, 900, 200, 300)]
+    msgs = [{"partition": 0, "value": b"%d" % i, "timestamp": t} for i, t in enumerate(stamps)]
+    # One batch (linger): the largest timestamp sits in its middle.
+    conf = {"linger.ms": 200, "batch.num.messages": 100}
+    assert_delivered(produce_all(broker.bootstrap, topic_name, msgs, conf=conf), len(msgs))
+    a = admin(broker.bootstrap)
+    tp = TopicPartition(topic_name, 0)
+    for spec, want in [
+        (OffsetSpec.max_timestamp(), (2, ts0 + 900)),
+        (OffsetSpec.for_timestamp(ts0 + 50), (1, ts0 + 100)),
+        (OffsetSpec.for_timestamp(ts0 + 250), (2, ts0 + 900)),
+        (OffsetSpec.earliest(), (0, -1)),
+        (OffsetSpec.latest(), (5, -1)),
+    ]:
+        info = a.list_offsets({tp: spec}, request_timeout=10)[tp].result(timeout=15)
+        assert (info.offset, info.timestamp) == want, f"{spec}: {info}"
+
+
+def test_admin_delete_records_moves_the_log_start(broker, topic_name):
+    """DeleteRecords (librdkafka's admin API): records below the given offset go, the low
+    watermark and consumers from the beginning start there, -1 means the high watermark
+    (OffsetSpec-style), and an offset beyond the high watermark is OFFSET_OUT_OF_RANGE."""
+    create_topic(broker.bootstrap, topic_name, 2)
+    n = 50
+    for p in (0, 1):
+        msgs = [{"partition": p, "value": b"%d" % i} for i in range(n)]
+        assert_delivered(produce_all(broker.bootstrap, topic_name, msgs), n)
+    a = admin(broker.bootstrap)
+    tp0, tp1 = TopicPartition(topic_name, 0, 20), TopicPartition(topic_name, 1, -1)
+    res = a.delete_records([tp0, tp1], request_timeout=10)
+    assert res[tp0].result(timeout=15).low_watermark == 20
+    assert res[tp1].result(timeout=15).low_watermark == n
+    c = consumer(broker.bootstrap)
+    try:
+        assert c.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=10) == (20, n)
+        assert c.get_watermark_offsets(TopicPartition(topic_name, 1), timeout=10) == (n, n)
+    finally:
+        c.close()
+    got = consume(broker.bootstrap, topic_name, [0], n - 20)
+    assert [int(m.value()) for m in got] == list(range(20, n))
+    beyond = TopicPartition(topic_name, 0, n + 1)
+    with pytest.raises(KafkaException) as e:
+        a.delete_records([beyond], request_timeout=10)[beyond].result(timeout=15)
+    assert e.value.args[0].name() == "OFFSET_OUT_OF_RANGE", e.value
 
 
 def test_consume_from_middle_and_watermarks(broker, topic_name):

@@ -110,7 +110,7 @@ async fn list_one(
     match timestamp {
         EARLIEST => Ok(at(p.log_start_offset(), -1)),
         LATEST => Ok((hw.0, -1, p.leader_epoch().0)),
-        MAX_TIMESTAMP => match p.log().max_timestamp() {
+        MAX_TIMESTAMP => match p.log().max_timestamp_record().await.map_err(engine_code)? {
             Some((offset, ts)) if offset < hw => Ok(at(offset, ts)),
             _ => Ok((-1, -1, -1)),
         },

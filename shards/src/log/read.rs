@@ -279,6 +279,34 @@ impl<S: Storage> Log<S> {
             from = r.next_offset.max(from.next());
         }
     }
+
+    /// ListOffsets MAX_TIMESTAMP: the first record that carries the log's largest timestamp
+    /// and that timestamp. The segment index knows the batch (by its last offset); the
+    /// batch is read back and its records scanned for the exact one, as Kafka does since
+    /// KAFKA-16310 (3.8), rather than answering with the batch's last offset.
+    pub async fn max_timestamp_record(&self) -> Result<Option<(Offset, i64)>> {
+        let Some((batch_last, ts_ms)) = self.max_timestamp() else {
+            return Ok(None);
+        };
+        let r = match self.read(batch_last, batch_last.next(), 1).await {
+            Ok(r) => r,
+            // Deleted under us (retention, DeleteRecords): the index answer is all there is.
+            Err(Error::OffsetOutOfRange { .. }) => return Ok(Some((batch_last, ts_ms))),
+            Err(e) => return Err(e),
+        };
+        for chunk in &r.chunks {
+            for (h, b) in batch::split_batches(chunk, usize::MAX)? {
+                if h.base_offset > batch_last.0 || h.last_offset() < batch_last.0 {
+                    continue;
+                }
+                if let Some((offset, found)) = first_record_at_or_after(&h, &b, ts_ms)? {
+                    let offset = offset.max(self.log_start_offset());
+                    return Ok(Some((offset, found)));
+                }
+            }
+        }
+        Ok(Some((batch_last, ts_ms)))
+    }
 }
 
 fn first_record_at_or_after(

@@ -610,6 +610,39 @@ fn offset_for_timestamp_finds_first_record_at_or_after() {
     });
 }
 
+/// ListOffsets MAX_TIMESTAMP names the record with the largest timestamp, not the last
+/// offset of its batch: here the largest timestamp sits on the second of four records, in
+/// a batch followed by others with smaller timestamps, and it is the first of two records
+/// carrying it.
+#[test]
+fn max_timestamp_record_is_the_exact_record() {
+    run(|| async {
+        let s = SimStorage::new();
+        let log = open_sim(&s, LogConfig::default(), clock()).await;
+        log.append(make_batch(3, 10, 100, 1), LeaderEpoch(0))
+            .unwrap();
+        let mut b = BatchBuilder::new(Compression::None);
+        for ts in [500, 9_000, 9_000, 700] {
+            b.push(Some(b"k"), Some(b"v"), &[], ts);
+        }
+        log.append(BytesMut::from(&b.build()[..]), LeaderEpoch(0))
+            .unwrap();
+        log.append(make_batch(2, 10, 8_000, 2), LeaderEpoch(0))
+            .unwrap();
+        let end = log.log_end_offset();
+        log.wait_durable(Offset(end.0 - 1)).await.unwrap();
+        assert_eq!(
+            log.max_timestamp(),
+            Some((Offset(6), 9_000)),
+            "the index knows the batch"
+        );
+        assert_eq!(
+            log.max_timestamp_record().await.unwrap(),
+            Some((Offset(4), 9_000))
+        );
+    });
+}
+
 /// A write that becomes durable wakes the produces waiting for it before the long polls
 /// watching the log, even when the long poll started waiting first: glommio runs woken
 /// tasks in wake order, and a producer waits for its answer while a consumer only waits
