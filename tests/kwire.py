@@ -203,15 +203,30 @@ def _bytes_field(b):
     return zigzag(-1) if b is None else zigzag(len(b)) + b
 
 
-def record_batch(records, base_timestamp_ms: int, corrupt_crc=False) -> bytes:
-    """An uncompressed RecordBatch v2 (no producer id) holding `records`, a list of
-    (key, value) byte strings or None, one millisecond apart."""
+def record_batch(
+    records, base_timestamp_ms: int, corrupt_crc=False, producer_id=-1, producer_epoch=-1, base_sequence=-1
+) -> bytes:
+    """An uncompressed RecordBatch v2 holding `records`, a list of (key, value) byte
+    strings or None, one millisecond apart; idempotent if `producer_id` is given."""
     body = b""
     for i, (k, v) in enumerate(records):
         rec = b"\x00" + zigzag(i) + zigzag(i) + _bytes_field(k) + _bytes_field(v) + zigzag(0)
         body += zigzag(len(rec)) + rec
     n = len(records)
-    after_crc = struct.pack(">hiqqqhii", 0, n - 1, base_timestamp_ms, base_timestamp_ms + n - 1, -1, -1, -1, n) + body
+    after_crc = (
+        struct.pack(
+            ">hiqqqhii",
+            0,
+            n - 1,
+            base_timestamp_ms,
+            base_timestamp_ms + n - 1,
+            producer_id,
+            producer_epoch,
+            base_sequence,
+            n,
+        )
+        + body
+    )
     crc = crc32c(after_crc) ^ (1 if corrupt_crc else 0)
     after_length = struct.pack(">ibI", 0, 2, crc) + after_crc  # leader epoch, magic, crc
     return struct.pack(">qi", 0, len(after_length)) + after_length

@@ -229,6 +229,51 @@ def partition_dirs(data_dir, topic):
     }
 
 
+def test_kill9_keeps_producer_state_for_retried_duplicates(broker, topic_name):
+    """An idempotent producer's state survives a crash. It is snapshotted when a segment
+    rolls (Kafka), and after kill -9 it is rebuilt from that snapshot plus the log tail:
+    a retried batch among the producer's last 5 is answered with its original offset and
+    not written again, a sequence gap is OUT_OF_ORDER_SEQUENCE_NUMBER, and the next
+    sequence appends."""
+    create_topic(broker.bootstrap, topic_name, 1, config={"segment.bytes": str(1 << 20)})
+    pid, value, now_ms = 4242, b"x" * 60_000, int(time.time() * 1000)
+
+    def produce(seq):
+        batch = kwire.record_batch(
+            [(None, value)], now_ms + seq, producer_id=pid, producer_epoch=0, base_sequence=seq
+        )
+        resp = kwire.roundtrip(broker.port, kwire.produce_request(topic_name, 0, batch, acks=-1))
+        assert resp is not None, f"connection closed on sequence {seq}"
+        return kwire.parse_produce_v3(resp)[(topic_name, 0)]
+
+    offsets = []
+    for seq in range(40):  # 2.4 MB into 1 MiB segments: two rolls
+        err, base = produce(seq)
+        assert err == 0, f"sequence {seq}: error {err}"
+        offsets.append(base)
+    assert offsets == list(range(40))
+    part_dir = broker.data_dir / f"{topic_name}-0"
+    segments = sorted(part_dir.glob("*.log"))
+    assert len(segments) >= 3, f"expected rolls, found {[p.name for p in segments]}"
+    snapshot = part_dir / "producer.snapshot"
+    deadline = time.monotonic() + 5
+    while not snapshot.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert snapshot.exists(), "no producer-state snapshot after the segment rolled"
+
+    broker.restart(kill=True)
+    for seq in (39, 37, 35):
+        assert produce(seq) == (0, offsets[seq]), f"retry of sequence {seq} not answered as a duplicate"
+    c = consumer(broker.bootstrap)
+    try:
+        lo_hi = c.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=OP_TIMEOUT_S)
+    finally:
+        c.close()
+    assert lo_hi == (0, 40), f"watermarks {lo_hi}: a retry was written again"
+    assert produce(41)[0] == 45, "a sequence gap after the restart was not OUT_OF_ORDER_SEQUENCE_NUMBER"
+    assert produce(40) == (0, 40)
+
+
 def test_restart_with_other_shard_count_keeps_placement_and_data(broker_factory, topic_name):
     """Placement survives a change of the shard count: a partition's data is where it
     was; ownership moves, not files. Written with 2 shards, read back with 1 (the

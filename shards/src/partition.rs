@@ -5,19 +5,20 @@
 //! interior mutability is `Cell`/`RefCell`, never a lock.
 //!
 //! Producer state is snapshotted beside the log (`producer.snapshot`, written atomically)
-//! on clean close and periodically; on open it is restored from the snapshot and rebuilt
+//! when the log rolls (as Kafka does), on clean close and every 30 s; on open it is restored from the snapshot and rebuilt
 //! from the log tail after the snapshot's offset, so a crash loses no sequence state that
 //! the log still holds.
 
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use bytes::BytesMut;
 
 use crate::batch::BatchHeader;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::log::notify::AsyncLock;
 use crate::log::{AppendInfo, Log, LogConfig, ReadResult, ShardBudgets};
 use crate::producer_state::{ProducerStateTable, SeqCheck};
 use crate::storage::DmaStorage;
@@ -36,6 +37,8 @@ const PRODUCER_SNAPSHOT_FILE: &str = "producer.snapshot";
 const REBUILD_READ_BYTES: usize = 1 << 20;
 
 pub struct Partition {
+    /// Itself, for the background work it starts (the producer snapshot at a roll).
+    me: Weak<Partition>,
     pub tp: TopicPartition,
     pub topic_id: TopicId,
     log: Rc<PartitionLog>,
@@ -43,6 +46,10 @@ pub struct Partition {
     producers: RefCell<ProducerStateTable>,
     /// Appends since the last producer-state snapshot.
     producers_dirty: Cell<bool>,
+    /// Snapshots share one file name: one is written at a time.
+    snapshot_lock: AsyncLock,
+    /// The active segment's base when producer state was last snapshotted for a roll.
+    snapshot_segment_base: Cell<Offset>,
     clock: Rc<dyn Clock>,
     /// `message.timestamp.before.max.ms` / `after.max.ms` (CreateTime topics only).
     timestamp_before_max_ms: Cell<i64>,
@@ -80,13 +87,17 @@ impl Partition {
             log.assign_epoch(leader_epoch, log.log_end_offset()).await?;
         }
         let producers = restore_producers(&log, ctx.clock.now_ms()).await?;
-        Ok(Rc::new(Partition {
+        let segment_base = log.active_segment_base();
+        Ok(Rc::new_cyclic(|me| Partition {
+            me: me.clone(),
             tp,
             topic_id,
             log,
             leader_epoch: Cell::new(leader_epoch),
             producers: RefCell::new(producers),
             producers_dirty: Cell::new(false),
+            snapshot_lock: AsyncLock::default(),
+            snapshot_segment_base: Cell::new(segment_base),
             clock: ctx.clock.clone(),
             timestamp_before_max_ms: Cell::new(i64::MAX),
             timestamp_after_max_ms: Cell::new(i64::MAX),
@@ -172,7 +183,27 @@ impl Partition {
             );
             self.producers_dirty.set(true);
         }
+        self.snapshot_on_roll();
         Ok(info)
+    }
+
+    /// Kafka snapshots producer state when the log rolls, so that recovery after a crash
+    /// replays at most the active segment and retention never deletes the only record of
+    /// a producer. The write runs in the background; the state it writes is taken when it
+    /// runs (a later, equally consistent point: state and log end are read together).
+    fn snapshot_on_roll(&self) {
+        let base = self.log.active_segment_base();
+        if base == self.snapshot_segment_base.replace(base) || !self.producers_dirty.get() {
+            return;
+        }
+        let Some(partition) = self.me.upgrade() else {
+            return;
+        };
+        crate::runtime::spawn_background(async move {
+            if let Err(e) = partition.snapshot_producers().await {
+                tracing::warn!(tp = %partition.tp, "producer snapshot at roll failed: {e}");
+            }
+        });
     }
 
     /// Stage 2: resolves when the batch ending at `last` may be acknowledged.
@@ -229,14 +260,20 @@ impl Partition {
 
     /// Snapshot producer state if it changed since the last snapshot.
     pub async fn snapshot_producers(&self) -> Result<()> {
+        let _writing = self.snapshot_lock.lock().await;
         if !self.producers_dirty.replace(false) {
             return Ok(());
         }
         let end = self.log.log_end_offset().0;
         let bytes = self.producers.borrow().snapshot(end);
-        self.log
+        let written = self
+            .log
             .write_aux_file(PRODUCER_SNAPSHOT_FILE, &bytes)
-            .await
+            .await;
+        if written.is_err() {
+            self.producers_dirty.set(true);
+        }
+        written
     }
 
     /// Clean shutdown: snapshot producer state, then close the log (flush, checkpoints,

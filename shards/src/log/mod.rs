@@ -22,7 +22,7 @@ mod flush;
 mod index;
 mod index_cache;
 mod maintenance;
-mod notify;
+pub(crate) mod notify;
 mod read;
 mod recovery;
 mod segment;
@@ -889,6 +889,19 @@ impl<S: Storage> Log<S> {
 
     pub fn segment_count(&self) -> usize {
         self.inner.borrow().segments.len()
+    }
+
+    /// The base offset of the active (last) segment: it moves when the log rolls.
+    pub fn active_segment_base(&self) -> Offset {
+        let inner = self.inner.borrow();
+        Offset(
+            inner
+                .segments
+                .keys()
+                .next_back()
+                .copied()
+                .unwrap_or(inner.next_offset.0),
+        )
     }
 
     /// Stage 2 of a produce: resolves when every offset up to `last_offset` is durable per
