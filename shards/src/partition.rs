@@ -5,9 +5,9 @@
 //! interior mutability is `Cell`/`RefCell`, never a lock.
 //!
 //! Producer state is snapshotted beside the log (`producer.snapshot`, written atomically)
-//! when the log rolls (as Kafka does), on clean close and every 30 s; on open it is restored from the snapshot and rebuilt
-//! from the log tail after the snapshot's offset, so a crash loses no sequence state that
-//! the log still holds.
+//! when the log rolls (as Kafka does), on clean close and every 30 s; on open it is
+//! restored from the snapshot and rebuilt from the log tail after the snapshot's offset,
+//! so a crash loses no sequence state that the log still holds.
 
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
