@@ -10,8 +10,11 @@ import struct
 
 API_PRODUCE = 0
 API_FETCH = 1
+API_LIST_OFFSETS = 2
 API_METADATA = 3
 API_API_VERSIONS = 18
+API_INIT_PRODUCER_ID = 22
+API_OFFSET_FOR_LEADER_EPOCH = 23
 
 UNSUPPORTED_VERSION = 35
 
@@ -264,3 +267,74 @@ def roundtrip(port: int, request: bytes, timeout_s=10.0):
     with connect(port, timeout_s) as s:
         s.sendall(request)
         return read_frame(s)
+
+
+def list_offsets_v4_request(topic: str, partition: int, timestamp: int, current_leader_epoch=-1, correlation_id=1):
+    """ListOffsets v4 (non-flexible): one partition, with `current_leader_epoch` (KIP-320)."""
+    body = struct.pack(">ib", -1, 0) + struct.pack(">i", 1) + string(topic)
+    body += struct.pack(">i", 1) + struct.pack(">iiq", partition, current_leader_epoch, timestamp)
+    return frame(header(API_LIST_OFFSETS, 4, correlation_id) + body)
+
+
+def parse_list_offsets_v4(f: bytes):
+    """ListOffsets v4 response (one topic, one partition) → (error, timestamp, offset, leader_epoch)."""
+    pos = 4 + 4 + 4  # correlation id, throttle, topic count
+    (tl,) = struct.unpack_from(">h", f, pos)
+    pos += 2 + tl + 4  # name, partition count
+    _p, err, ts, offset, epoch = struct.unpack_from(">ihqqi", f, pos)
+    return err, ts, offset, epoch
+
+
+def offset_for_leader_epoch_v3_request(topic: str, partition: int, leader_epoch: int, current_leader_epoch=-1):
+    """OffsetForLeaderEpoch v3 (non-flexible), as a consumer sends it (replica id -1)."""
+    body = struct.pack(">i", -1) + struct.pack(">i", 1) + string(topic)
+    body += struct.pack(">i", 1) + struct.pack(">iii", partition, current_leader_epoch, leader_epoch)
+    return frame(header(API_OFFSET_FOR_LEADER_EPOCH, 3, 1) + body)
+
+
+def parse_offset_for_leader_epoch_v3(f: bytes):
+    """→ (error, leader_epoch, end_offset) of the one partition."""
+    pos = 4 + 4 + 4
+    (tl,) = struct.unpack_from(">h", f, pos)
+    pos += 2 + tl + 4
+    err, _p, epoch, end = struct.unpack_from(">hiiq", f, pos)
+    return err, epoch, end
+
+
+def fetch_v9_request(topic: str, partition: int, offset: int, current_leader_epoch=-1):
+    """Fetch v9 (non-flexible, sessionless), with `current_leader_epoch`."""
+    body = struct.pack(">iiiibii", -1, 0, 1, 1 << 20, 0, 0, -1)
+    body += struct.pack(">i", 1) + string(topic) + struct.pack(">i", 1)
+    body += struct.pack(">iiqqi", partition, current_leader_epoch, offset, -1, 1 << 20)
+    body += struct.pack(">i", 0)  # forgotten topics
+    return frame(header(API_FETCH, 9, 1) + body)
+
+
+def parse_fetch_v9_partition_error(f: bytes):
+    """→ (top-level error, error of the first partition) of a Fetch v9 response."""
+    pos = 4 + 4  # correlation id, throttle
+    (top,) = struct.unpack_from(">h", f, pos)
+    pos += 2 + 4 + 4  # error, session id, topic count
+    (tl,) = struct.unpack_from(">h", f, pos)
+    pos += 2 + tl + 4
+    _p, err = struct.unpack_from(">ih", f, pos)
+    return top, err
+
+
+def init_producer_id_v1_request(transactional_id):
+    body = string(transactional_id) + struct.pack(">i", 60_000)
+    return frame(header(API_INIT_PRODUCER_ID, 1, 1) + body)
+
+
+def parse_init_producer_id_v1(f: bytes):
+    """→ (error, producer_id, producer_epoch)."""
+    _corr, _throttle, err, pid, epoch = struct.unpack_from(">iihqh", f, 0)
+    return err, pid, epoch
+
+
+def produce_v3_request(topic: str, partition: int, batch: bytes, acks=1, transactional_id=None):
+    """Produce v3 with an optional transactional id."""
+    body = string(transactional_id) + struct.pack(">hi", acks, 5000)
+    body += struct.pack(">i", 1) + string(topic) + struct.pack(">i", 1) + struct.pack(">i", partition)
+    body += struct.pack(">i", len(batch)) + batch
+    return frame(header(API_PRODUCE, 3, 1) + body)

@@ -85,6 +85,64 @@ def test_produce_per_partition_errors(broker, topic_name):
     assert produce_raw(broker, topic_name, 0, good) == (NONE, 0)
 
 
+def test_produce_refusals_write_nothing(broker, topic_name):
+    """Produce errors Kafka returns before writing: NOT_ENOUGH_REPLICAS for acks=all when
+    the in-sync replicas (one, here) are fewer than the topic's `min.insync.replicas`
+    (acks=1 is still taken), INVALID_TIMESTAMP for a CreateTime timestamp further behind
+    than `message.timestamp.before.max.ms`, and TRANSACTIONAL_ID_AUTHORIZATION_FAILED for a
+    transactional produce (transactions are not implemented yet)."""
+    create_topic(
+        broker.bootstrap,
+        topic_name,
+        1,
+        config={"min.insync.replicas": "2", "message.timestamp.before.max.ms": "3600000"},
+    )
+    now_ms = int(time.time() * 1000)
+    good = kwire.record_batch([(b"k", b"v")], now_ms)
+    assert produce_raw(broker, topic_name, 0, good, acks=-1)[0] == 19  # NOT_ENOUGH_REPLICAS
+    stale = kwire.record_batch([(b"k", b"v")], now_ms - 2 * 3600_000)
+    assert produce_raw(broker, topic_name, 0, stale)[0] == 32  # INVALID_TIMESTAMP
+    f = kwire.roundtrip(broker.port, kwire.produce_v3_request(topic_name, 0, good, transactional_id="tx"))
+    assert kwire.parse_produce_v3(f)[(topic_name, 0)][0] == 53
+    f = kwire.roundtrip(broker.port, kwire.fetch_v4_request(topic_name, 0, 0))
+    assert kwire.parse_fetch_v4(f)[(topic_name, 0)][:2] == (NONE, 0), "a refused produce was written"
+    assert produce_raw(broker, topic_name, 0, good, acks=1) == (NONE, 0)
+
+
+def test_transactional_init_producer_id_is_refused_cleanly(broker):
+    """Until transactions exist, a transactional InitProducerId gets an error (and no
+    producer id); a non-transactional one gets a fresh id with epoch 0."""
+    f = kwire.roundtrip(broker.port, kwire.init_producer_id_v1_request("tx-1"))
+    assert kwire.parse_init_producer_id_v1(f) == (53, -1, -1)
+    err, pid, epoch = kwire.parse_init_producer_id_v1(kwire.roundtrip(broker.port, kwire.init_producer_id_v1_request(None)))
+    assert (err, epoch) == (NONE, 0) and pid >= 0
+
+
+def test_current_leader_epoch_and_offset_for_leader_epoch(broker, topic_name):
+    """KIP-320: ListOffsets and Fetch check `current_leader_epoch` (a newer epoch than the
+    leader's is UNKNOWN_LEADER_EPOCH, -1 skips the check), and OffsetForLeaderEpoch answers
+    the end offset of the asked epoch (the log end for the current one)."""
+    create_topic(broker.bootstrap, topic_name, 1)
+    assert_delivered(produce_all(broker.bootstrap, topic_name, [{"value": b"%d" % i} for i in range(7)]), 7)
+    f = kwire.roundtrip(broker.port, kwire.list_offsets_v4_request(topic_name, 0, -1))
+    err, _ts, offset, epoch = kwire.parse_list_offsets_v4(f)
+    assert (err, offset) == (NONE, 7) and epoch >= 0
+    f = kwire.roundtrip(broker.port, kwire.list_offsets_v4_request(topic_name, 0, -1, current_leader_epoch=epoch))
+    assert kwire.parse_list_offsets_v4(f)[:3:2] == (NONE, 7)
+    f = kwire.roundtrip(broker.port, kwire.list_offsets_v4_request(topic_name, 0, -2, current_leader_epoch=epoch + 1))
+    assert kwire.parse_list_offsets_v4(f)[0] == 75  # UNKNOWN_LEADER_EPOCH
+    f = kwire.roundtrip(broker.port, kwire.fetch_v9_request(topic_name, 0, 0, current_leader_epoch=epoch))
+    assert kwire.parse_fetch_v9_partition_error(f) == (NONE, NONE)
+    f = kwire.roundtrip(broker.port, kwire.fetch_v9_request(topic_name, 0, 0, current_leader_epoch=epoch + 1))
+    assert kwire.parse_fetch_v9_partition_error(f) == (NONE, 75)
+    f = kwire.roundtrip(broker.port, kwire.offset_for_leader_epoch_v3_request(topic_name, 0, epoch))
+    assert kwire.parse_offset_for_leader_epoch_v3(f) == (NONE, epoch, 7)
+    f = kwire.roundtrip(
+        broker.port, kwire.offset_for_leader_epoch_v3_request(topic_name, 0, epoch, current_leader_epoch=epoch + 1)
+    )
+    assert kwire.parse_offset_for_leader_epoch_v3(f)[0] == 75
+
+
 def test_produce_v2_listed_but_rejected(broker, topic_name):
     """Produce v0-2 are advertised (librdkafka needs them listed) and answered with
     UNSUPPORTED_VERSION, as Kafka 4 does — or the connection is closed."""

@@ -23,7 +23,8 @@ use shards::partition::Partition;
 use shards::{Offset, ShardId, TopicPartition};
 
 use super::{codes, encode, Ctx};
-use crate::broker::state;
+use crate::broker::{state, ShardState};
+use crate::cluster::ClusterView;
 use crate::server::Reply;
 
 /// Per partition, what stage 1 produced.
@@ -69,12 +70,15 @@ pub async fn handle(
     // Partitions to append: (slot index, home shard, tp, records).
     let mut appends: Vec<(usize, ShardId, TopicPartition, Bytes)> = Vec::new();
     let st = state();
+    let view = st.view();
     for topic in topic_data {
         let name = TopicName(StrBytes::from_string(topic.name.0.to_string()));
         for p in topic.partition_data {
             let slot = slots.len();
             let tp = TopicPartition::new(name.0.as_str(), p.index);
-            if let Some(code) = early_error {
+            let short_of_isr =
+                acks == -1 && isr_below_minimum(&st, &view, name.0.as_str(), p.index);
+            if let Some(code) = early_error.or(short_of_isr.then_some(codes::NOT_ENOUGH_REPLICAS)) {
                 slots.push((name.clone(), p.index, Some(Staged::failed(code))));
                 continue;
             }
@@ -190,6 +194,19 @@ pub async fn handle(
 /// request's framing) stay in the allocation until the last batch is dropped; a frame
 /// whose allocation is much larger than itself is copied instead, so kept batches never
 /// pin much more memory than they hold.
+/// acks=all to a partition whose in-sync replicas are fewer than the topic's
+/// `min.insync.replicas`: Kafka refuses it with NOT_ENOUGH_REPLICAS and writes nothing.
+/// (A single node has one replica in sync, so this bites when the setting is above 1.)
+fn isr_below_minimum(st: &ShardState, view: &ClusterView, topic: &str, partition: i32) -> bool {
+    let Some(t) = view.topic(topic) else {
+        return false;
+    };
+    let Some(p) = view.partition(topic, partition) else {
+        return false;
+    };
+    (p.isr.len() as i32) < st.settings.min_insync_replicas(&t.configs)
+}
+
 fn reclaim_batches(body: Bytes, records: impl Iterator<Item = Bytes>) -> Vec<BytesMut> {
     let base = body.as_ptr() as usize;
     // Each record set's place in the frame, if it lies within it.

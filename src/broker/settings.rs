@@ -115,6 +115,13 @@ impl BrokerSettings {
             .unwrap_or_else(|_| TopicConfig::new())
     }
 
+    /// `min.insync.replicas` of a topic: its override over the broker default.
+    pub fn min_insync_replicas(&self, overrides: &BTreeMap<String, String>) -> i32 {
+        self.topic_config(overrides)
+            .resolve(&self.config)
+            .min_insync_replicas()
+    }
+
     /// The log config of a topic: its overrides over the broker defaults. Overrides were
     /// validated when the topic was created or altered.
     pub fn log_config(&self, overrides: &BTreeMap<String, String>) -> LogConfig {
