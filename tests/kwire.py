@@ -338,3 +338,84 @@ def produce_v3_request(topic: str, partition: int, batch: bytes, acks=1, transac
     body += struct.pack(">i", 1) + string(topic) + struct.pack(">i", 1) + struct.pack(">i", partition)
     body += struct.pack(">i", len(batch)) + batch
     return frame(header(API_PRODUCE, 3, 1) + body)
+
+
+def uvarint(n: int) -> bytes:
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def read_uvarint(f: bytes, pos: int):
+    n = shift = 0
+    while True:
+        b = f[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return n, pos
+
+
+def compact_string(s):
+    if s is None:
+        return uvarint(0)
+    b = s.encode()
+    return uvarint(len(b) + 1) + b
+
+
+def read_compact_string(f: bytes, pos: int):
+    n, pos = read_uvarint(f, pos)
+    if n == 0:
+        return None, pos
+    return f[pos : pos + n - 1].decode(), pos + n - 1
+
+
+def skip_tagged_fields(f: bytes, pos: int) -> int:
+    count, pos = read_uvarint(f, pos)
+    for _ in range(count):
+        _tag, pos = read_uvarint(f, pos)
+        size, pos = read_uvarint(f, pos)
+        pos += size
+    return pos
+
+
+def create_topics_v5_request(topic: str, partitions: int, configs: dict, validate_only=False):
+    """CreateTopics v5 (flexible): one topic, replication factor -1 (the default)."""
+    body = uvarint(2) + compact_string(topic) + struct.pack(">ih", partitions, -1) + uvarint(1)
+    body += uvarint(len(configs) + 1)
+    for k, v in configs.items():
+        body += compact_string(k) + compact_string(v) + b"\x00"
+    body += b"\x00" + struct.pack(">ib", 30_000, 1 if validate_only else 0) + b"\x00"
+    return frame(header(19, 5, 1, flexible=True) + body)
+
+
+def parse_create_topics_v5(f: bytes):
+    """→ (error, num_partitions, replication_factor, {config name: (value, source)} or None)."""
+    pos = 4
+    pos = skip_tagged_fields(f, pos)  # response header v1
+    pos += 4  # throttle
+    n, pos = read_uvarint(f, pos)
+    assert n - 1 == 1, f"{n - 1} topics in the response"
+    _name, pos = read_compact_string(f, pos)
+    (err,) = struct.unpack_from(">h", f, pos)
+    pos += 2
+    _msg, pos = read_compact_string(f, pos)
+    partitions, rf = struct.unpack_from(">ih", f, pos)
+    pos += 6
+    n, pos = read_uvarint(f, pos)
+    configs = None
+    if n:
+        configs = {}
+        for _ in range(n - 1):
+            name, pos = read_compact_string(f, pos)
+            value, pos = read_compact_string(f, pos)
+            _read_only, source, _sensitive = struct.unpack_from(">?b?", f, pos)
+            pos = skip_tagged_fields(f, pos + 3)
+            configs[name] = (value, source)
+    return err, partitions, rf, configs

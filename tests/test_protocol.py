@@ -143,6 +143,22 @@ def test_current_leader_epoch_and_offset_for_leader_epoch(broker, topic_name):
     assert kwire.parse_offset_for_leader_epoch_v3(f)[0] == 75
 
 
+def test_create_topics_v5_returns_the_topic_config(broker, topic_name):
+    """KIP-525: CreateTopics v5+ answers each created topic's configs with their sources
+    (the request's override as a topic config, the rest as defaults), as DescribeConfigs
+    would, for a validate-only request too."""
+    for validate_only in (True, False):
+        f = kwire.roundtrip(
+            broker.port,
+            kwire.create_topics_v5_request(topic_name, 3, {"retention.ms": "123456"}, validate_only=validate_only),
+        )
+        err, partitions, rf, configs = kwire.parse_create_topics_v5(f)
+        assert (err, partitions, rf) == (NONE, 3, 1)
+        assert configs is not None and len(configs) > 10, configs
+        assert configs["retention.ms"] == ("123456", 1)  # DYNAMIC_TOPIC_CONFIG
+        assert configs["cleanup.policy"] == ("delete", 5)  # DEFAULT_CONFIG
+
+
 def test_produce_v2_listed_but_rejected(broker, topic_name):
     """Produce v0-2 are advertised (librdkafka needs them listed) and answered with
     UNSUPPORTED_VERSION, as Kafka 4 does — or the connection is closed."""

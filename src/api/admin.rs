@@ -2,7 +2,9 @@
 //! InitProducerId (22), CreatePartitions (37), DescribeCluster (60).
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{
@@ -14,11 +16,12 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{codes, Ctx};
 use crate::broker::state;
+use crate::config::TopicConfig;
 use crate::controller;
 use crate::metadata::store::NewTopic;
 use shards::{NodeId, TopicId};
 
-pub async fn create_topics(_ctx: Ctx, req: CreateTopicsRequest) -> CreateTopicsResponse {
+pub async fn create_topics(ctx: Ctx, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let specs: Vec<NewTopic> = req
         .topics
         .iter()
@@ -60,7 +63,8 @@ pub async fn create_topics(_ctx: Ctx, req: CreateTopicsRequest) -> CreateTopicsR
                 Ok(created) => r
                     .with_topic_id(created.topic_id.0)
                     .with_num_partitions(created.num_partitions)
-                    .with_replication_factor(created.replication_factor),
+                    .with_replication_factor(created.replication_factor)
+                    .with_configs((ctx.version >= 5).then(|| created_configs(&t.configs))),
                 Err((code, msg)) => r
                     .with_error_code(code)
                     .with_error_message(Some(StrBytes::from_string(msg)))
@@ -70,6 +74,30 @@ pub async fn create_topics(_ctx: Ctx, req: CreateTopicsRequest) -> CreateTopicsR
         })
         .collect();
     CreateTopicsResponse::default().with_topics(topics)
+}
+
+/// KIP-525 (CreateTopics v5+): the new topic's full config, as DescribeConfigs would
+/// show it (its overrides and the defaults with their sources), so an admin client need
+/// not ask again. Only called for a created (or validated) topic: its configs are valid.
+fn created_configs(
+    requested: &[kafka_protocol::messages::create_topics_request::CreatableTopicConfig],
+) -> Vec<CreatableTopicConfigs> {
+    let overrides = requested
+        .iter()
+        .filter_map(|c| Some((c.name.as_str(), c.value.as_ref()?.as_str())));
+    let topic = TopicConfig::from_entries(overrides).unwrap_or_else(|_| TopicConfig::new());
+    topic
+        .describe(&state().settings.config, None, false, false)
+        .into_iter()
+        .map(|e| {
+            CreatableTopicConfigs::default()
+                .with_config_source(e.source.wire_id())
+                .with_name(StrBytes::from_string(e.name))
+                .with_value(e.value.map(StrBytes::from_string))
+                .with_read_only(e.read_only)
+                .with_is_sensitive(e.is_sensitive)
+        })
+        .collect()
 }
 
 /// Non-transactional producers get a fresh id with epoch 0. Transactions come later: a
