@@ -12,7 +12,11 @@
 //! 3. A new epoch (or a producer with no state) must start at sequence 0. Otherwise:
 //!    OUT_OF_ORDER_SEQUENCE_NUMBER when the broker knows an earlier epoch, and
 //!    UNKNOWN_PRODUCER_ID when it has no state at all (expired, evicted, removed by
-//!    retention), as Kafka 2.x/3.x do.
+//!    retention). Here Riptide is stricter than current Kafka, whose
+//!    `ProducerAppendInfo.checkSequence` accepts any sequence from a producer it has no
+//!    state for: Riptide also evicts producers (see Bounds), and a retry of a batch
+//!    written before an eviction must not be taken as new. Clients answer
+//!    UNKNOWN_PRODUCER_ID by bumping their epoch (KIP-360) and starting again at 0.
 //! 4. Within an epoch, `baseSequence` must be the last sequence + 1 (wrapping at
 //!    `i32::MAX` to 0), else OUT_OF_ORDER_SEQUENCE_NUMBER.
 //!
