@@ -610,6 +610,50 @@ fn offset_for_timestamp_finds_first_record_at_or_after() {
     });
 }
 
+/// A clean shutdown leaves a marker, and the next open does not rescan the log: it reads
+/// the checkpoints, the indexes and only the tail of the last segment after its last
+/// index entry. Without the marker (as after a crash) the segment holding the recovery
+/// point is scanned.
+#[test]
+fn clean_shutdown_means_no_rescan() {
+    run(|| async {
+        let s = SimStorage::new();
+        let log = open_sim(&s, LogConfig::default(), clock()).await;
+        for i in 0..200i64 {
+            log.append(make_batch(4, 1000, 1000 * i, i as u8), LeaderEpoch(0))
+                .unwrap();
+        }
+        let end = log.log_end_offset();
+        log.wait_durable(Offset(end.0 - 1)).await.unwrap();
+        log.close().await.unwrap();
+        let dir = PathBuf::from("/data/t-0");
+        let segment_bytes = s.file_len(&dir.join(format!("{:020}.log", 0))).unwrap();
+        assert!(segment_bytes > 700_000, "{segment_bytes}");
+
+        let reopen_reads = || async {
+            let before = s.stats().bytes_read;
+            let log = open_sim(&s, LogConfig::default(), clock()).await;
+            assert_eq!(log.log_end_offset(), end);
+            let read = s.stats().bytes_read - before;
+            log.close().await.unwrap();
+            read
+        };
+        let clean = reopen_reads().await;
+        assert!(
+            clean < segment_bytes / 8,
+            "a clean open read {clean} bytes of a {segment_bytes}-byte segment"
+        );
+        s.remove_file(&dir.join(checkpoint::CLEAN_SHUTDOWN_MARKER))
+            .await
+            .unwrap();
+        let crashed = reopen_reads().await;
+        assert!(
+            crashed >= segment_bytes / 2,
+            "an open after a crash read only {crashed} bytes of {segment_bytes}"
+        );
+    });
+}
+
 /// ListOffsets MAX_TIMESTAMP names the record with the largest timestamp, not the last
 /// offset of its batch: here the largest timestamp sits on the second of four records, in
 /// a batch followed by others with smaller timestamps, and it is the first of two records

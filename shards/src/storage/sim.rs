@@ -141,6 +141,8 @@ pub struct SimStats {
     pub dsync_writes: u64,
     /// Shared device flushes (`flush_device`), also counted in `fdatasyncs`.
     pub device_flushes: u64,
+    /// Bytes returned by reads (recovery scans, cold reads, side files).
+    pub bytes_read: u64,
 }
 
 #[derive(Debug)]
@@ -587,11 +589,13 @@ impl StorageFile for SimStorageFile {
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> Result<Vec<u8>> {
-        self.with_file(false, |f| {
+        let bytes = self.with_file(false, |f| {
             let start = (pos as usize).min(f.data.len());
             let end = start.saturating_add(len).min(f.data.len());
             f.data[start..end].to_vec()
-        })
+        })?;
+        self.state.borrow_mut().stats.bytes_read += bytes.len() as u64;
+        Ok(bytes)
     }
 
     async fn fdatasync(&self) -> Result<()> {
