@@ -103,6 +103,13 @@ fn created_configs(
 /// Non-transactional producers get a fresh id with epoch 0. Transactions come later: a
 /// transactional id is refused cleanly.
 pub async fn init_producer_id(_ctx: Ctx, req: InitProducerIdRequest) -> InitProducerIdResponse {
+    // Kafka's TransactionCoordinator: an empty transactional id is an invalid request.
+    if req.transactional_id.as_ref().is_some_and(|t| t.is_empty()) {
+        return InitProducerIdResponse::default()
+            .with_error_code(codes::INVALID_REQUEST)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+    }
     if req.transactional_id.is_some() {
         return InitProducerIdResponse::default()
             .with_error_code(codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
