@@ -6,6 +6,7 @@ page cache anyway) must not lose one.
 (kill -9 cannot tell a broker that fsyncs from one that does not: the power-cut tests
 of the storage seam prove durability; these prove recovery and bookkeeping.)"""
 
+import signal
 import subprocess
 import threading
 import time
@@ -392,3 +393,39 @@ def test_second_broker_on_a_running_brokers_directory_or_port_exits(broker, tmp_
     assert f"failed to bind to 127.0.0.1:{broker.port}".encode() in r.stderr, r.stderr
     kwire.api_versions(broker.port, timeout_s=5.0)
     assert broker.alive()
+
+
+def test_command_line_and_config_file_against_the_binary(broker_factory, tmp_path, topic_name):
+    """The broker's command line as an operator meets it: an invalid value exits non-zero
+    naming the key (on the command line and in a `--config` file); an unknown broker key
+    is only a warning; `--config server.properties` is read and `--set` overrides it;
+    SIGINT shuts down cleanly (exit 0) and the next start has everything."""
+    bad = Broker(tmp_path / "bad-data", tmp_path / "bad.log", extra_args=["--set", "log.segment.bytes=lots"])
+    r = subprocess.run(bad.command(), capture_output=True, timeout=60, cwd=tmp_path)
+    assert r.returncode != 0 and b"log.segment.bytes" in r.stderr, r.stderr
+    props = tmp_path / "server.properties"
+    props.write_text("num.partitions=lots\n")
+    bad = Broker(tmp_path / "bad-data", tmp_path / "bad.log", extra_args=["--config", str(props)])
+    r = subprocess.run(bad.command(), capture_output=True, timeout=60, cwd=tmp_path)
+    assert r.returncode != 0 and b"num.partitions" in r.stderr, r.stderr
+
+    props.write_text("# Kafka-style keys\nnum.partitions=3\nno.such.broker.key=1\nlog.retention.hours=5\n")
+    b = broker_factory(extra_args=["--config", str(props), "--set", "log.retention.hours=7"])
+    # Auto-creation takes num.partitions from the file.
+    assert_delivered(produce_all(b.bootstrap, topic_name, [{"value": b"x"}]), 1)
+    a = admin(b.bootstrap)
+    md = a.list_topics(topic_name, timeout=OP_TIMEOUT_S)
+    assert len(md.topics[topic_name].partitions) == 3
+    res = ConfigResource(ResourceType.BROKER, "1")
+    entries = a.describe_configs([res])[res].result(timeout=OP_TIMEOUT_S)
+    assert entries["log.retention.hours"].value == "7", "--set did not override the file"
+    log = b.log_path.read_text(errors="replace")
+    assert "no.such.broker.key" in log, "unknown broker key not warned about"
+
+    b.proc.send_signal(signal.SIGINT)
+    assert b.proc.wait(timeout=60) == 0, "SIGINT did not exit cleanly"
+    b.proc = None
+    assert "stopped" in b.log_path.read_text(errors="replace")
+    b.start()
+    md = admin(b.bootstrap).list_topics(topic_name, timeout=OP_TIMEOUT_S)
+    assert len(md.topics[topic_name].partitions) == 3
