@@ -3,6 +3,7 @@ errors, OFFSET_OUT_OF_RANGE, message.max.bytes, LogAppendTime, and the connectio
 limits connections.max.idle.ms and max.connections."""
 
 import struct
+import threading
 import time
 
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, KafkaError
@@ -157,6 +158,38 @@ def test_create_topics_v5_returns_the_topic_config(broker, topic_name):
         assert configs is not None and len(configs) > 10, configs
         assert configs["retention.ms"] == ("123456", 1)  # DYNAMIC_TOPIC_CONFIG
         assert configs["cleanup.policy"] == ("delete", 5)  # DEFAULT_CONFIG
+
+
+def test_fetch_min_bytes_waits_for_enough_data(broker, topic_name):
+    """Fetch `min.bytes` above 1: with less data than that the broker holds the fetch for
+    `max.wait.ms` and then answers with what it has; when appends bring enough during the
+    wait, it answers at once."""
+    create_topic(broker.bootstrap, topic_name, 1)
+    small = kwire.record_batch([(b"k", b"v")], 1_700_000_000_000)
+    assert produce_raw(broker, topic_name, 0, small) == (NONE, 0)
+    t0 = time.monotonic()
+    f = kwire.roundtrip(broker.port, kwire.fetch_v9_request(topic_name, 0, 0, max_wait_ms=700, min_bytes=50_000))
+    waited = time.monotonic() - t0
+    assert kwire.parse_fetch_v9_partition_error(f) == (NONE, NONE)
+    assert 0.6 <= waited < 5, f"answered after {waited:.3f} s, not after max.wait.ms"
+    assert len(f) > len(small), "the data there was not returned after the wait"
+
+    big = kwire.record_batch([(None, b"x" * 60_000)], 1_700_000_000_000)
+    done = []
+
+    def fetch():
+        t = time.monotonic()
+        r = kwire.roundtrip(broker.port, kwire.fetch_v9_request(topic_name, 0, 0, max_wait_ms=10_000, min_bytes=50_000))
+        done.append((time.monotonic() - t, r))
+
+    th = threading.Thread(target=fetch)
+    th.start()
+    time.sleep(0.3)
+    assert produce_raw(broker, topic_name, 0, big) == (NONE, 1)
+    th.join(timeout=15)
+    waited, f = done[0]
+    assert waited < 5, f"a fetch with enough data waited {waited:.3f} s"
+    assert len(f) > 60_000
 
 
 def test_produce_v2_listed_but_rejected(broker, topic_name):

@@ -9,7 +9,7 @@
 //! budget for the whole response. Fetch sessions (KIP-227): the broker declines to create
 //! sessions (session id 0), which clients handle by sending full fetches.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -109,7 +109,14 @@ pub async fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
             {
                 break;
             }
-            wait_for_data(&by_shard, deadline).await;
+            // Wait for data past what this round saw, not past the fetch offsets: with
+            // some data there but fewer than `min_bytes`, waiting for "any data" would
+            // return at once, and the loop would spin the shard until the deadline.
+            let seen: HashMap<usize, i64> = round
+                .iter()
+                .map(|(slot, d)| (*slot, d.high_watermark))
+                .collect();
+            wait_for_data(&by_shard, &seen, deadline).await;
             round = read_all(&by_shard, max_bytes).await;
         }
         for (slot, data) in round {
@@ -432,7 +439,8 @@ pub fn check_epoch(requested: i32, current: LeaderEpoch) -> i16 {
     }
 }
 
-/// Wait until any asked partition has committed data beyond its fetch offset, or the
+/// Wait until any asked partition has committed data beyond its fetch offset and beyond
+/// the high watermark the last read saw of it (`seen_high_watermarks`, by slot), or the
 /// deadline. Each home shard waits on its partitions' append notifications.
 ///
 /// Returning (or being dropped with its request) ends every waiter still waiting on another
@@ -441,12 +449,21 @@ pub fn check_epoch(requested: i32, current: LeaderEpoch) -> i16 {
 /// partitions got data or `max_wait_ms` (up to 24 days) passed — a client long-polling
 /// partitions of an idle shard piled them up without bound (about 40 KiB each for 200
 /// partitions).
-async fn wait_for_data(by_shard: &BTreeMap<ShardId, Vec<PartAsk>>, deadline: Instant) {
+async fn wait_for_data(
+    by_shard: &BTreeMap<ShardId, Vec<PartAsk>>,
+    seen_high_watermarks: &HashMap<usize, i64>,
+    deadline: Instant,
+) {
     let mut stops = Vec::with_capacity(by_shard.len());
     let mut waits = Vec::with_capacity(by_shard.len());
     for (shard, asks) in by_shard {
-        let asks: Vec<(TopicPartition, i64)> =
-            asks.iter().map(|a| (a.tp.clone(), a.offset)).collect();
+        let asks: Vec<(TopicPartition, i64)> = asks
+            .iter()
+            .map(|a| {
+                let seen = seen_high_watermarks.get(&a.slot).copied();
+                (a.tp.clone(), a.offset.max(seen.unwrap_or(a.offset)))
+            })
+            .collect();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         stops.push(stop_tx);
         waits.push(Box::pin(shards::runtime::invoke_on(
