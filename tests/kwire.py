@@ -301,13 +301,21 @@ def parse_offset_for_leader_epoch_v3(f: bytes):
     return err, epoch, end
 
 
-def fetch_v9_request(topic: str, partition: int, offset: int, current_leader_epoch=-1, max_wait_ms=0, min_bytes=1):
-    """Fetch v9 (non-flexible, sessionless), with `current_leader_epoch`."""
-    body = struct.pack(">iiiibii", -1, max_wait_ms, min_bytes, 1 << 20, 0, 0, -1)
+def fetch_v9_request(
+    topic: str, partition: int, offset: int, current_leader_epoch=-1, max_wait_ms=0, min_bytes=1, session=(0, -1)
+):
+    """Fetch v9 (non-flexible), with `current_leader_epoch`; `session` is (id, epoch):
+    (0, -1) is a full fetch without a session, (0, 0) asks for a new session (KIP-227)."""
+    body = struct.pack(">iiiibii", -1, max_wait_ms, min_bytes, 1 << 20, 0, *session)
     body += struct.pack(">i", 1) + string(topic) + struct.pack(">i", 1)
     body += struct.pack(">iiqqi", partition, current_leader_epoch, offset, -1, 1 << 20)
     body += struct.pack(">i", 0)  # forgotten topics
     return frame(header(API_FETCH, 9, 1) + body)
+
+
+def parse_fetch_v9_session(f: bytes):
+    """→ (top-level error, session id) of a Fetch v7+ response."""
+    return struct.unpack_from(">hi", f, 8)
 
 
 def parse_fetch_v9_partition_error(f: bytes):

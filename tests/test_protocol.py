@@ -192,6 +192,20 @@ def test_fetch_min_bytes_waits_for_enough_data(broker, topic_name):
     assert len(f) > 60_000
 
 
+def test_fetch_sessions_are_declined(broker, topic_name):
+    """KIP-227 as far as clients need it: a request for a new session (id 0, epoch 0) is
+    answered in full with session id 0 (no session created: clients keep sending full
+    fetches), and an incremental fetch on a session the broker does not have is
+    FETCH_SESSION_ID_NOT_FOUND (clients then start over with a full fetch)."""
+    create_topic(broker.bootstrap, topic_name, 1)
+    assert produce_raw(broker, topic_name, 0, kwire.record_batch([(b"k", b"v")], 1_700_000_000_000)) == (NONE, 0)
+    f = kwire.roundtrip(broker.port, kwire.fetch_v9_request(topic_name, 0, 0, session=(0, 0)))
+    assert kwire.parse_fetch_v9_session(f) == (NONE, 0)
+    assert kwire.parse_fetch_v9_partition_error(f) == (NONE, NONE)
+    f = kwire.roundtrip(broker.port, kwire.fetch_v9_request(topic_name, 0, 0, session=(1234, 1)))
+    assert kwire.parse_fetch_v9_session(f)[0] == 70  # FETCH_SESSION_ID_NOT_FOUND
+
+
 def test_produce_v2_listed_but_rejected(broker, topic_name):
     """Produce v0-2 are advertised (librdkafka needs them listed) and answered with
     UNSUPPORTED_VERSION, as Kafka 4 does — or the connection is closed."""
