@@ -179,15 +179,21 @@ def test_fetch_min_bytes_waits_for_enough_data(broker, topic_name):
 
     def fetch():
         t = time.monotonic()
-        r = kwire.roundtrip(broker.port, kwire.fetch_v9_request(topic_name, 0, 0, max_wait_ms=10_000, min_bytes=50_000))
+        try:
+            request = kwire.fetch_v9_request(topic_name, 0, 0, max_wait_ms=8_000, min_bytes=50_000)
+            r = kwire.roundtrip(broker.port, request, timeout_s=20)
+        except Exception as e:  # reported below, not lost in the thread
+            r = e
         done.append((time.monotonic() - t, r))
 
     th = threading.Thread(target=fetch)
     th.start()
-    time.sleep(0.3)
+    time.sleep(0.3)  # the fetch is waiting by now (it fails the checks above otherwise)
     assert produce_raw(broker, topic_name, 0, big) == (NONE, 1)
-    th.join(timeout=15)
+    th.join(timeout=25)
+    assert done, "the fetch did not return"
     waited, f = done[0]
+    assert isinstance(f, bytes), f"the fetch failed: {f!r}"
     assert waited < 5, f"a fetch with enough data waited {waited:.3f} s"
     assert len(f) > 60_000
 

@@ -48,6 +48,10 @@ pub struct Partition {
     producers_dirty: Cell<bool>,
     /// Snapshots share one file name: one is written at a time.
     snapshot_lock: AsyncLock,
+    /// A snapshot for a roll is queued and has not started: later rolls need no other.
+    roll_snapshot_queued: Cell<bool>,
+    /// Closed or deleted: no more snapshots.
+    closed: Cell<bool>,
     /// The active segment's base when producer state was last snapshotted for a roll.
     snapshot_segment_base: Cell<Offset>,
     clock: Rc<dyn Clock>,
@@ -97,6 +101,8 @@ impl Partition {
             producers: RefCell::new(producers),
             producers_dirty: Cell::new(false),
             snapshot_lock: AsyncLock::default(),
+            roll_snapshot_queued: Cell::new(false),
+            closed: Cell::new(false),
             snapshot_segment_base: Cell::new(segment_base),
             clock: ctx.clock.clone(),
             timestamp_before_max_ms: Cell::new(i64::MAX),
@@ -196,10 +202,16 @@ impl Partition {
         if base == self.snapshot_segment_base.replace(base) || !self.producers_dirty.get() {
             return;
         }
+        // One queued task at most, however fast the log rolls (tiny `segment.bytes`): it
+        // takes the state when it runs, so later rolls are covered by it.
+        if self.roll_snapshot_queued.replace(true) {
+            return;
+        }
         let Some(partition) = self.me.upgrade() else {
             return;
         };
         crate::runtime::spawn_background(async move {
+            partition.roll_snapshot_queued.set(false);
             if let Err(e) = partition.snapshot_producers().await {
                 tracing::warn!(tp = %partition.tp, "producer snapshot at roll failed: {e}");
             }
@@ -261,7 +273,14 @@ impl Partition {
     /// Snapshot producer state if it changed since the last snapshot.
     pub async fn snapshot_producers(&self) -> Result<()> {
         let _writing = self.snapshot_lock.lock().await;
-        if !self.producers_dirty.replace(false) {
+        self.snapshot_locked().await
+    }
+
+    /// The snapshot write, under `snapshot_lock`. Nothing once the partition is closed or
+    /// deleted: a late background snapshot must not write into a directory that a topic
+    /// of the same name may own by now.
+    async fn snapshot_locked(&self) -> Result<()> {
+        if self.closed.get() || !self.producers_dirty.replace(false) {
             return Ok(());
         }
         let end = self.log.log_end_offset().0;
@@ -279,13 +298,22 @@ impl Partition {
     /// Clean shutdown: snapshot producer state, then close the log (flush, checkpoints,
     /// clean-shutdown marker).
     pub async fn close(&self) -> Result<()> {
-        let snap = self.snapshot_producers().await;
+        let snap = {
+            let _writing = self.snapshot_lock.lock().await;
+            let snap = self.snapshot_locked().await;
+            self.closed.set(true);
+            snap
+        };
         self.log.close().await?;
         snap
     }
 
     /// Topic deletion: the log directory is renamed and removed.
     pub async fn delete(self: Rc<Self>) -> Result<()> {
+        {
+            let _writing = self.snapshot_lock.lock().await;
+            self.closed.set(true);
+        }
         self.log.clone().delete().await.map(|_| ())
     }
 }

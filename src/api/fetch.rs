@@ -41,6 +41,9 @@ struct PartData {
     last_stable_offset: i64,
     log_start_offset: i64,
     batches: Vec<Bytes>,
+    /// The high watermark that bounded the read (taken before it; `high_watermark` is taken
+    /// after, for the response). A `min_bytes` wait waits for data past it.
+    read_bound: i64,
 }
 
 impl PartData {
@@ -51,6 +54,7 @@ impl PartData {
             last_stable_offset: -1,
             log_start_offset: -1,
             batches: Vec::new(),
+            read_bound: -1,
         }
     }
     fn bytes(&self) -> usize {
@@ -114,7 +118,7 @@ pub async fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
             // return at once, and the loop would spin the shard until the deadline.
             let seen: HashMap<usize, i64> = round
                 .iter()
-                .map(|(slot, d)| (*slot, d.high_watermark))
+                .map(|(slot, d)| (*slot, d.read_bound))
                 .collect();
             wait_for_data(&by_shard, &seen, deadline).await;
             round = read_all(&by_shard, max_bytes).await;
@@ -384,8 +388,10 @@ async fn read_local(
                         last_stable_offset: p.last_stable_offset().0,
                         log_start_offset: p.log_start_offset().0,
                         batches: Vec::new(),
+                        read_bound: p.high_watermark().0,
                     }
                 } else {
+                    let read_bound = p.high_watermark().0;
                     // Kafka: the first partition with data returns its first batch even
                     // if that exceeds the budget; the rest of the response respects it.
                     // (The log returns whole batches within the limit, and always the
@@ -414,6 +420,7 @@ async fn read_local(
                         last_stable_offset: p.last_stable_offset().0,
                         log_start_offset: p.log_start_offset().0,
                         batches,
+                        read_bound,
                     }
                 }
             }
@@ -440,8 +447,8 @@ pub fn check_epoch(requested: i32, current: LeaderEpoch) -> i16 {
 }
 
 /// Wait until any asked partition has committed data beyond its fetch offset and beyond
-/// the high watermark the last read saw of it (`seen_high_watermarks`, by slot), or the
-/// deadline. Each home shard waits on its partitions' append notifications.
+/// the high watermark that bounded the last read of it (`seen_high_watermarks`, by
+/// slot), or the deadline. Each home shard waits on its partitions' append notifications.
 ///
 /// Returning (or being dropped with its request) ends every waiter still waiting on another
 /// shard: each holds the receiver of a `stop` sender kept here. Without that, a long poll

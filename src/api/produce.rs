@@ -186,14 +186,6 @@ pub async fn handle(
     }))
 }
 
-/// The record sets of a produce request as mutable buffers, in order, for the log to
-/// patch (base offset, leader epoch) and keep. `records` are slices of `body`, the
-/// request's frame; when nothing else holds the frame (`server::read_frame` gives large
-/// frames an allocation of their own, and the decoded request is dropped by now) they are
-/// cut out of it without a copy, otherwise copied. The frame's bytes between them (the
-/// request's framing) stay in the allocation until the last batch is dropped; a frame
-/// whose allocation is much larger than itself is copied instead, so kept batches never
-/// pin much more memory than they hold.
 /// acks=all to a partition whose in-sync replicas are fewer than the topic's
 /// `min.insync.replicas`: Kafka refuses it with NOT_ENOUGH_REPLICAS and writes nothing.
 /// (A single node has one replica in sync, so this bites when the setting is above 1.)
@@ -207,6 +199,14 @@ fn isr_below_minimum(st: &ShardState, view: &ClusterView, topic: &str, partition
     (p.isr.len() as i32) < st.settings.min_insync_replicas(&t.configs)
 }
 
+/// The record sets of a produce request as mutable buffers, in order, for the log to
+/// patch (base offset, leader epoch) and keep. `records` are slices of `body`, the
+/// request's frame; when nothing else holds the frame (`server::read_frame` gives large
+/// frames an allocation of their own, and the decoded request is dropped by now) they are
+/// cut out of it without a copy, otherwise copied. The frame's bytes between them (the
+/// request's framing) stay in the allocation until the last batch is dropped; a frame
+/// whose allocation is much larger than itself is copied instead, so kept batches never
+/// pin much more memory than they hold.
 fn reclaim_batches(body: Bytes, records: impl Iterator<Item = Bytes>) -> Vec<BytesMut> {
     let base = body.as_ptr() as usize;
     // Each record set's place in the frame, if it lies within it.

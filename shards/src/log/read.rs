@@ -294,18 +294,21 @@ impl<S: Storage> Log<S> {
             Err(Error::OffsetOutOfRange { .. }) => return Ok(Some((batch_last, ts_ms))),
             Err(e) => return Err(e),
         };
-        for chunk in &r.chunks {
-            for (h, b) in batch::split_batches(chunk, usize::MAX)? {
-                if h.base_offset > batch_last.0 || h.last_offset() < batch_last.0 {
-                    continue;
-                }
-                if let Some((offset, found)) = first_record_at_or_after(&h, &b, ts_ms)? {
-                    let offset = offset.max(self.log_start_offset());
-                    return Ok(Some((offset, found)));
-                }
-            }
-        }
-        Ok(Some((batch_last, ts_ms)))
+        // A batch whose records cannot be scanned (over the decompression bound) still
+        // has the index's answer.
+        let exact = r.chunks.iter().find_map(|chunk| {
+            let batches = batch::split_batches(chunk, usize::MAX).ok()?;
+            batches.into_iter().find_map(|(h, b)| {
+                let holds = h.base_offset <= batch_last.0 && batch_last.0 <= h.last_offset();
+                holds
+                    .then(|| first_record_at_or_after(&h, &b, ts_ms).ok().flatten())
+                    .flatten()
+            })
+        });
+        Ok(Some(match exact {
+            Some((offset, found)) => (offset.max(self.log_start_offset()), found),
+            None => (batch_last, ts_ms),
+        }))
     }
 }
 
