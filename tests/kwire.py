@@ -235,9 +235,11 @@ def record_batch(
     return struct.pack(">qi", 0, len(after_length)) + after_length
 
 
-def produce_request(topic: str, partition: int, batch: bytes, acks=1, version=3, correlation_id=1):
+def produce_request(
+    topic: str, partition: int, batch: bytes, acks=1, version=3, correlation_id=1, transactional_id=None
+):
     """Produce v3..v8 (non-flexible): one topic, one partition."""
-    body = string(None) + struct.pack(">hi", acks, 5000)
+    body = string(transactional_id) + struct.pack(">hi", acks, 5000)
     body += struct.pack(">i", 1) + string(topic) + struct.pack(">i", 1) + struct.pack(">i", partition)
     body += struct.pack(">i", len(batch)) + batch
     return frame(header(API_PRODUCE, version, correlation_id) + body)
@@ -338,14 +340,6 @@ def parse_init_producer_id_v1(f: bytes):
     """→ (error, producer_id, producer_epoch)."""
     _corr, _throttle, err, pid, epoch = struct.unpack_from(">iihqh", f, 0)
     return err, pid, epoch
-
-
-def produce_v3_request(topic: str, partition: int, batch: bytes, acks=1, transactional_id=None):
-    """Produce v3 with an optional transactional id."""
-    body = string(transactional_id) + struct.pack(">hi", acks, 5000)
-    body += struct.pack(">i", 1) + string(topic) + struct.pack(">i", 1) + struct.pack(">i", partition)
-    body += struct.pack(">i", len(batch)) + batch
-    return frame(header(API_PRODUCE, 3, 1) + body)
 
 
 def uvarint(n: int) -> bytes:

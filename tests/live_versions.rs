@@ -333,11 +333,7 @@ fn every_advertised_admin_version_answers_like_kafka() {
     // InitProducerId: a fresh id each time, epoch 0.
     let mut ids = Vec::new();
     for v in versions(c, ApiKey::InitProducerId) {
-        let req = km::InitProducerIdRequest::default()
-            .with_transactional_id(None)
-            .with_transaction_timeout_ms(60_000)
-            .with_producer_id(km::ProducerId(-1))
-            .with_producer_epoch(-1);
+        let req = init_producer_id(None);
         let resp: km::InitProducerIdResponse = call(c, ApiKey::InitProducerId, v, &req);
         assert_eq!(
             (resp.error_code, resp.producer_epoch),
@@ -348,11 +344,7 @@ fn every_advertised_admin_version_answers_like_kafka() {
         ids.push(resp.producer_id.0);
         // Transactions are not implemented: refused; an empty id is an invalid request.
         for (id, want) in [("tx", 53i16), ("", 42)] {
-            let req = km::InitProducerIdRequest::default()
-                .with_transactional_id(Some(km::TransactionalId(StrBytes::from_static_str(id))))
-                .with_transaction_timeout_ms(60_000)
-                .with_producer_id(km::ProducerId(-1))
-                .with_producer_epoch(-1);
+            let req = init_producer_id(Some(id));
             let resp: km::InitProducerIdResponse = call(c, ApiKey::InitProducerId, v, &req);
             assert_eq!(resp.error_code, want, "InitProducerId v{v} {id:?}");
         }
@@ -423,6 +415,17 @@ fn every_advertised_admin_version_answers_like_kafka() {
             "DeleteTopics v{v}: still there"
         );
     }
+}
+
+/// A new producer's InitProducerId, transactional when `transactional_id` is given.
+fn init_producer_id(transactional_id: Option<&'static str>) -> km::InitProducerIdRequest {
+    km::InitProducerIdRequest::default()
+        .with_transactional_id(
+            transactional_id.map(|id| km::TransactionalId(StrBytes::from_static_str(id))),
+        )
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(km::ProducerId(-1))
+        .with_producer_epoch(-1)
 }
 
 /// `retention.ms` of topic `create-v2` per DescribeConfigs at `version`.

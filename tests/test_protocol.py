@@ -103,7 +103,7 @@ def test_produce_refusals_write_nothing(broker, topic_name):
     assert produce_raw(broker, topic_name, 0, good, acks=-1)[0] == 19  # NOT_ENOUGH_REPLICAS
     stale = kwire.record_batch([(b"k", b"v")], now_ms - 2 * 3600_000)
     assert produce_raw(broker, topic_name, 0, stale)[0] == 32  # INVALID_TIMESTAMP
-    f = kwire.roundtrip(broker.port, kwire.produce_v3_request(topic_name, 0, good, transactional_id="tx"))
+    f = kwire.roundtrip(broker.port, kwire.produce_request(topic_name, 0, good, transactional_id="tx"))
     assert kwire.parse_produce_v3(f)[(topic_name, 0)][0] == 53
     f = kwire.roundtrip(broker.port, kwire.fetch_v4_request(topic_name, 0, 0))
     assert kwire.parse_fetch_v4(f)[(topic_name, 0)][:2] == (NONE, 0), "a refused produce was written"
